@@ -1,0 +1,362 @@
+"""``TroopAuth``: the facade over one store."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from hashlib import sha256
+from hmac import compare_digest
+
+from . import core
+from .audit import first_broken
+from .errors import AccessDenied, InvalidArgument, InvalidToken, NotFound
+from .grant import Grant
+from .models import (
+    Account,
+    AuditEvent,
+    IssuedToken,
+    Kind,
+    Principal,
+    SeatPool,
+    TokenInfo,
+    Troop,
+)
+from .permission import Permission
+from .scope import is_key_name
+from .store import Store
+from .tokens import (
+    PREFIX,
+    VALUE_LENGTH,
+    base62,
+    digest,
+    has_valid_checksum,
+    hint,
+    is_well_formed,
+    new_value,
+)
+
+__all__ = ["TroopAuth"]
+
+log = logging.getLogger("troopauth")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{base62(secrets.randbits(128), 22)}"
+
+
+def _fresh(token_id: str, kind: Kind) -> IssuedToken:
+    """A new value, held only by the returned (redacting) object."""
+    value = new_value()
+    return IssuedToken(token_id, value, hint(value), kind)
+
+
+class TroopAuth:
+    """Issue, store and check troop access tokens over one :class:`Store`.
+
+    ``clock`` (keyword) is a zero-argument callable returning a timezone-aware
+    ``datetime``; it defaults to the system clock in UTC.
+    """
+
+    __slots__ = ("_check_checksum", "_clock", "_lookup", "_now_ts", "_store")
+
+    def __init__(
+        self, store: Store, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self._store = store
+        self._lookup = store.lookup
+        self._check_checksum = not getattr(store, "cheap_lookup", False)
+        if clock is None:
+            self._clock: Callable[[], datetime] = _utc_now
+            self._now_ts: Callable[[], float] = time.time
+        else:
+            if not callable(clock):
+                raise InvalidArgument("clock must be a zero-argument callable")
+            self._clock = clock
+            self._now_ts = lambda: self._now().timestamp()
+
+    @property
+    def store(self) -> Store:
+        """The store this facade works on."""
+        return self._store
+
+    def _now(self) -> datetime:
+        return core.check_aware(self._clock(), "the clock's time")
+
+    # -- the verify path -----------------------------------------------------
+
+    def verify(
+        self,
+        value: str,
+        troop_id: str,
+        permission: Permission,
+        key: str | None = None,
+    ) -> Principal:
+        """Check a token value for *permission* on *key* in *troop_id*.
+
+        Returns the token's `Principal`. Raises `InvalidToken` for a value that
+        is not a live token (malformed, unknown, rotated away, revoked,
+        expired) and `AccessDenied` for a live token that may not do this.
+        ``key=None`` is a troop-level action; *permission* may combine flags,
+        all of which are required.
+        """
+        # One flat function on purpose: every call costs ~60 ns here.
+        try:
+            if len(value) != VALUE_LENGTH or not value.startswith(PREFIX):
+                raise InvalidToken
+            if not value.isascii():
+                raise InvalidToken
+            if self._check_checksum and not has_valid_checksum(value):
+                raise InvalidToken
+            wanted = sha256(value.encode()).digest()
+            token = self._lookup(wanted)
+            if token is None or token.revoked or not compare_digest(token.digest, wanted):
+                raise InvalidToken
+            if token.expires_ts is not None and self._now_ts() >= token.expires_ts:
+                raise InvalidToken
+            grant = token.grants.get(troop_id)
+            if grant is None or permission not in grant._allowed:  # noqa: SLF001
+                raise AccessDenied("denied")
+            scope = grant.scope
+            if key is None:
+                if not scope.whole:
+                    raise AccessDenied("denied")
+            elif key not in scope.keys and not (
+                (scope.whole or key.startswith(scope._prefix_tuple))  # noqa: SLF001
+                and is_key_name(key)
+            ):
+                raise AccessDenied("denied")
+        except (TypeError, AttributeError):
+            self._bad_call(value, troop_id, permission, key)
+            raise
+        return token.principal
+
+    def _bad_call(
+        self, value: object, troop_id: object, permission: object, key: object
+    ) -> None:
+        """Name the bad argument of a failed verify (a `TroopAuthError`)."""
+        if not is_well_formed(value):
+            raise InvalidToken from None
+        if not isinstance(troop_id, str):
+            raise InvalidArgument("troop_id must be a string") from None
+        if not isinstance(permission, Permission):
+            raise InvalidArgument("permission must be a Permission") from None
+        if key is not None and not isinstance(key, str):
+            raise InvalidArgument("key must be a string or None") from None
+
+    def authenticate(self, value: str) -> Principal:
+        """The `Principal` a live token value stands for, or `InvalidToken`."""
+        if not is_well_formed(value):
+            raise InvalidToken
+        if self._check_checksum and not has_valid_checksum(value):
+            raise InvalidToken
+        wanted = digest(value)
+        token = self._lookup(wanted)
+        if token is None or token.revoked or not compare_digest(token.digest, wanted):
+            raise InvalidToken
+        if token.expires_ts is not None and self._now_ts() >= token.expires_ts:
+            raise InvalidToken
+        return token.principal
+
+    def authorize(
+        self,
+        principal: Principal,
+        troop_id: str,
+        permission: Permission,
+        key: str | None = None,
+    ) -> None:
+        """Return if *principal*, as it is now, may do this; else `AccessDenied`."""
+        if not isinstance(principal, Principal):
+            raise InvalidArgument("principal must be a Principal")
+        now = self._now()
+        with self._store.transaction(principal.account_id, write=False) as tx:
+            core.authorize(tx, principal, troop_id, permission, key, now)
+
+    # -- account-level calls ---------------------------------------------------
+
+    def create_account(self, *, seats: int, audit_log: bool = False) -> Account:
+        """A new account with a pool of *seats* seats; ``audit_log=True`` keeps
+        the audit log (the Apex plan)."""
+        now = self._now()
+        with self._store.transaction(_new_id("acct")) as tx:
+            account = core.create_account(tx, seats=seats, audit_log=audit_log, now=now)
+        log.debug("created account %s", account.id)
+        return account.public()
+
+    def create_troop(self, account_id: str, name: str) -> Troop:
+        """A new troop in an account."""
+        now = self._now()
+        with self._store.transaction(_account_id(account_id)) as tx:
+            troop = core.create_troop(tx, _new_id("troop"), name, now)
+        log.debug("created troop %s in account %s", troop.id, troop.account_id)
+        return troop.public()
+
+    def issue_personal_token(self, account_id: str) -> IssuedToken:
+        """The account's personal access token; the previous one dies at once."""
+        now = self._now()
+        issued = _fresh(_new_id("tok"), Kind.PERSONAL)
+        with self._store.transaction(_account_id(account_id)) as tx:
+            core.issue_personal_token(
+                tx, issued.token_id, digest(issued.value), issued.hint, now
+            )
+        log.debug("issued personal token %s", issued.token_id)
+        return issued
+
+    def member(self, account_id: str, member_id: str) -> Principal:
+        """The principal of a member (after the host application's own login)."""
+        with self._store.transaction(_account_id(account_id), write=False) as tx:
+            return core.member_principal(tx, member_id)
+
+    # -- management calls --------------------------------------------------------
+
+    def issue_token(
+        self,
+        actor: Principal,
+        troop_id: str,
+        grant: Grant,
+        *,
+        name: str = "",
+        expires_at: datetime | None = None,
+    ) -> IssuedToken:
+        """A new troop token attached to *troop_id* with *grant*; takes a seat."""
+        now = self._now()
+        issued = _fresh(_new_id("tok"), Kind.TROOP)
+        with self._store.transaction(_actor_account(actor)) as tx:
+            core.issue_token(
+                tx,
+                actor,
+                troop_id,
+                grant,
+                token_id=issued.token_id,
+                digest=digest(issued.value),
+                hint=issued.hint,
+                name=name,
+                expires_at=expires_at,
+                now=now,
+            )
+        log.debug("issued token %s in troop %s", issued.token_id, troop_id)
+        return issued
+
+    def attach(
+        self, actor: Principal, token_id: str, troop_id: str, grant: Grant
+    ) -> TokenInfo:
+        """Attach a token to another troop (re-attaching replaces the grant)."""
+        now = self._now()
+        with self._store.transaction(_actor_account(actor)) as tx:
+            token = core.attach(tx, actor, token_id, troop_id, grant, now)
+        log.debug("attached token %s to troop %s", token_id, troop_id)
+        return token.info()
+
+    def detach(self, actor: Principal, token_id: str, troop_id: str) -> TokenInfo:
+        """Detach a token from a troop; detached from all, it frees its seat."""
+        now = self._now()
+        with self._store.transaction(_actor_account(actor)) as tx:
+            token = core.detach(tx, actor, token_id, troop_id, now)
+        log.debug("detached token %s from troop %s", token_id, troop_id)
+        return token.info()
+
+    def rotate(self, actor: Principal, token_id: str) -> IssuedToken:
+        """A new secret for the same token; the old value stops working now."""
+        now = self._now()
+        issued = _fresh(_id(token_id, "token id"), Kind.TROOP)
+        with self._store.transaction(_actor_account(actor)) as tx:
+            core.rotate(tx, actor, token_id, digest(issued.value), issued.hint, now)
+        log.debug("rotated token %s", token_id)
+        return issued
+
+    def revoke(self, actor: Principal, token_id: str) -> None:
+        """Disable a token for good; frees its seat. Revoking twice is a no-op."""
+        now = self._now()
+        with self._store.transaction(_actor_account(actor)) as tx:
+            core.revoke(tx, actor, token_id, now)
+        log.debug("revoked token %s", token_id)
+
+    def add_member(
+        self, actor: Principal, troop_id: str, member_id: str, grant: Grant
+    ) -> None:
+        """Give a member *grant* in a troop (replacing what they held there)."""
+        now = self._now()
+        with self._store.transaction(_actor_account(actor)) as tx:
+            core.add_member(tx, actor, troop_id, member_id, grant, now)
+        log.debug("member %s added to troop %s", member_id, troop_id)
+
+    def remove_member(self, actor: Principal, troop_id: str, member_id: str) -> None:
+        """Take a member's grant in a troop away."""
+        now = self._now()
+        with self._store.transaction(_actor_account(actor)) as tx:
+            core.remove_member(tx, actor, troop_id, member_id, now)
+        log.debug("member %s removed from troop %s", member_id, troop_id)
+
+    # -- reads -------------------------------------------------------------------
+
+    def tokens(self, troop_id: str) -> list[TokenInfo]:
+        """The troop tokens attached to a troop now, oldest first; no secrets."""
+        with self._store.transaction(self._troop_account(troop_id), write=False) as tx:
+            return core.list_tokens(tx, troop_id)
+
+    def seats(self, account_id: str) -> SeatPool:
+        """The account's seat pool now."""
+        now = self._now()
+        with self._store.transaction(_account_id(account_id), write=False) as tx:
+            return core.seat_pool(tx, now)
+
+    def audit_log(self, troop_id: str) -> list[AuditEvent]:
+        """A troop's audit events, oldest first (empty unless the plan keeps them)."""
+        with self._store.transaction(self._troop_account(troop_id), write=False) as tx:
+            return tx.audit_events(troop_id)
+
+    def account_audit_log(self, account_id: str) -> list[AuditEvent]:
+        """The account's own audit events (personal tokens), oldest first."""
+        with self._store.transaction(_account_id(account_id), write=False) as tx:
+            if tx.get_account() is None:
+                raise NotFound(f"no account {account_id!r}")
+            return tx.audit_events(None)
+
+    def check_audit_log(self, troop_id: str) -> int | None:
+        """``None`` if the troop's log is intact, else the ``seq`` of the first
+        edited, dropped or reordered event."""
+        with self._store.transaction(self._troop_account(troop_id), write=False) as tx:
+            troop = tx.get_troop(troop_id)
+            if troop is None:
+                raise NotFound(f"no troop {troop_id!r}")
+            return first_broken(
+                tx.audit_events(troop_id), troop.audit_seq, troop.audit_head
+            )
+
+    def check_account_audit_log(self, account_id: str) -> int | None:
+        """The same check for the account's own log."""
+        with self._store.transaction(_account_id(account_id), write=False) as tx:
+            account = tx.get_account()
+            if account is None:
+                raise NotFound(f"no account {account_id!r}")
+            return first_broken(
+                tx.audit_events(None), account.audit_seq, account.audit_head
+            )
+
+    def _troop_account(self, troop_id: str) -> str:
+        account_id = self._store.troop_account(_id(troop_id, "troop id"))
+        if account_id is None:
+            raise NotFound(f"no troop {troop_id!r}")
+        return account_id
+
+
+def _id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} must be a non-empty string")
+    return value
+
+
+def _account_id(value: object) -> str:
+    return _id(value, "account id")
+
+
+def _actor_account(actor: object) -> str:
+    if not isinstance(actor, Principal):
+        raise InvalidArgument(f"actor must be a Principal, not {type(actor).__name__}")
+    return actor.account_id

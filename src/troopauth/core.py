@@ -1,0 +1,587 @@
+"""The rules: every decision troopauth makes, written once, over a
+:class:`~troopauth.store.Transaction`.
+
+These functions take the current time and fresh identifiers as arguments and
+hold no state of their own; adapters only store and fetch. A function either
+returns after all its writes (and audit events) or raises a
+:class:`~troopauth.errors.TroopAuthError` subclass, and the caller's
+transaction then commits nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+import attrs
+
+from .audit import seal
+from .errors import AccessDenied, InvalidArgument, NotFound, SeatsExhausted
+from .grant import Grant
+from .models import AuditAction, Kind, Principal, SeatPool, TokenInfo
+from .permission import Permission
+from .store import (
+    NO_GRANTS as _NO_GRANTS,
+)
+from .store import (
+    AccountRecord,
+    MemberRecord,
+    TokenRecord,
+    Transaction,
+    TroopRecord,
+)
+
+__all__ = [
+    "add_member",
+    "attach",
+    "authorize",
+    "create_account",
+    "create_troop",
+    "detach",
+    "issue_personal_token",
+    "issue_token",
+    "list_tokens",
+    "member_principal",
+    "remove_member",
+    "revoke",
+    "rotate",
+    "seat_pool",
+]
+
+#: How an account-level call (no actor) is named in the audit log.
+OWNER = "owner"
+_MAX_NAME = 200
+_MAX_MEMBER_ID = 256
+
+
+# -- validation ----------------------------------------------------------
+
+
+def check_text(value: object, what: str, *, max_len: int, allow_empty: bool) -> str:
+    """A printable name of at most *max_len* characters."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__}")
+    if not value and not allow_empty:
+        raise InvalidArgument(f"{what} must not be empty")
+    if len(value) > max_len:
+        raise InvalidArgument(f"{what} must be at most {max_len} characters")
+    if not value.isprintable():
+        raise InvalidArgument(f"{what} must hold printable characters only")
+    return value
+
+
+def check_member_id(value: object) -> str:
+    """Member ids: 1 to 256 printable characters, no whitespace."""
+    text = check_text(value, "member id", max_len=_MAX_MEMBER_ID, allow_empty=False)
+    if any(ch.isspace() for ch in text):
+        raise InvalidArgument("member id must not hold whitespace")
+    return text
+
+
+def check_aware(value: object, what: str) -> datetime:
+    """A timezone-aware datetime."""
+    if not isinstance(value, datetime):
+        raise InvalidArgument(f"{what} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidArgument(f"{what} must be timezone-aware")
+    return value
+
+
+def _check_grant(grant: object) -> Grant:
+    if not isinstance(grant, Grant):
+        raise InvalidArgument(f"grant must be a Grant, not {type(grant).__name__}")
+    return grant
+
+
+def _check_id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(f"{what} must be a non-empty string")
+    return value
+
+
+# -- reading -------------------------------------------------------------
+
+
+def _account(tx: Transaction) -> AccountRecord:
+    account = tx.get_account()
+    if account is None:
+        raise NotFound(f"no account {tx.account_id!r}")
+    return account
+
+
+def _troop(tx: Transaction, troop_id: object) -> TroopRecord:
+    troop = tx.get_troop(_check_id(troop_id, "troop id"))
+    if troop is None or troop.account_id != tx.account_id:
+        raise NotFound(f"no troop {troop_id!r} in this account")
+    return troop
+
+
+def _token(tx: Transaction, token_id: object) -> TokenRecord:
+    token = tx.get_token(_check_id(token_id, "token id"))
+    if token is None or token.account_id != tx.account_id:
+        raise NotFound(f"no token {token_id!r} in this account")
+    return token
+
+
+def is_expired(token: TokenRecord, now: datetime) -> bool:
+    """Expiry rule: a token is refused once ``now >= expires_at``."""
+    return token.expires_at is not None and now >= token.expires_at
+
+
+def _live_troop_token(tx: Transaction, token_id: object, now: datetime) -> TokenRecord:
+    token = _token(tx, token_id)
+    if token.kind is not Kind.TROOP:
+        raise AccessDenied(
+            "the personal access token can only be replaced, by issuing a new one"
+        )
+    if token.revoked or is_expired(token, now):
+        raise NotFound(f"token {token.id!r} is revoked or expired")
+    return token
+
+
+def _actor_grants(
+    tx: Transaction, actor: object, now: datetime
+) -> Mapping[str, Grant]:
+    """What *actor* holds now, re-read inside the transaction."""
+    if not isinstance(actor, Principal):
+        raise InvalidArgument(f"actor must be a Principal, not {type(actor).__name__}")
+    if actor.account_id != tx.account_id:
+        raise AccessDenied("the actor belongs to another account")
+    if actor.kind is Kind.MEMBER:
+        member = tx.get_member(actor.member_id or "")
+        if member is None or member.account_id != tx.account_id:
+            return _NO_GRANTS
+        return member.grants
+    token = tx.get_token(actor.token_id or "")
+    if (
+        token is None
+        or token.account_id != tx.account_id
+        or token.kind is not actor.kind
+        or token.revoked
+        or token.generation != actor.generation
+        or is_expired(token, now)
+    ):
+        raise AccessDenied("the acting credential is no longer valid")
+    return token.grants
+
+
+def _is_manager(grants: Mapping[str, Grant], troop_id: str) -> bool:
+    grant = grants.get(troop_id)
+    return (
+        grant is not None
+        and Permission.MANAGE in grant.permission
+        and grant.scope.whole
+    )
+
+
+def _manager_grant(grants: Mapping[str, Grant], troop_id: str) -> Grant:
+    if not _is_manager(grants, troop_id):
+        raise AccessDenied(f"this needs MANAGE on the whole troop {troop_id!r}")
+    return grants[troop_id]
+
+
+def _no_escalation(held: Grant, given: Grant, troop_id: str) -> None:
+    if not held.contains(given):
+        raise AccessDenied(
+            f"cannot grant {given} in troop {troop_id!r}: the actor holds {held}"
+        )
+
+
+# -- seats ---------------------------------------------------------------
+
+
+def _reap_expired(tx: Transaction, now: datetime) -> None:
+    """Free the seats of tokens that expired since the last change."""
+    expired = [t for t in tx.expired_seated(now) if t.seated and is_expired(t, now)]
+    if not expired:
+        return
+    for token in expired:
+        tx.put_token(attrs.evolve(token, seated=False))
+    account = _account(tx)
+    tx.put_account(attrs.evolve(account, seats_used=account.seats_used - len(expired)))
+
+
+def _take_seat(tx: Transaction, now: datetime) -> None:
+    _reap_expired(tx, now)
+    account = _account(tx)
+    if account.seats_used >= account.seats:
+        raise SeatsExhausted(
+            f"all {account.seats} seats of account {account.id!r} are taken"
+        )
+    tx.put_account(attrs.evolve(account, seats_used=account.seats_used + 1))
+
+
+def _free_seat(tx: Transaction) -> None:
+    account = _account(tx)
+    tx.put_account(attrs.evolve(account, seats_used=account.seats_used - 1))
+
+
+def seat_pool(tx: Transaction, now: datetime) -> SeatPool:
+    """Capacity and use, counting tokens that expired since the last change."""
+    account = _account(tx)
+    lapsed = sum(1 for t in tx.expired_seated(now) if t.seated and is_expired(t, now))
+    return SeatPool(account.seats, account.seats_used - lapsed)
+
+
+# -- audit ---------------------------------------------------------------
+
+
+def _audit(
+    tx: Transaction,
+    grants: Mapping[str, Grant | None],
+    action: AuditAction,
+    actor: str,
+    now: datetime,
+    *,
+    token_id: str | None = None,
+    member_id: str | None = None,
+) -> None:
+    """One event in the log of each troop in *grants*, if the plan keeps logs."""
+    if not _account(tx).audit_log:
+        return
+    for troop_id in sorted(grants):
+        troop = _troop(tx, troop_id)
+        event = seal(
+            troop.audit_head,
+            troop.audit_seq + 1,
+            now,
+            account_id=tx.account_id,
+            troop_id=troop_id,
+            action=action,
+            actor=actor,
+            token_id=token_id,
+            member_id=member_id,
+            grant=grants[troop_id],
+        )
+        tx.append_audit(event)
+        tx.put_troop(attrs.evolve(troop, audit_seq=event.seq, audit_head=event.hash))
+
+
+def _audit_account(
+    tx: Transaction, action: AuditAction, now: datetime, *, token_id: str
+) -> None:
+    account = _account(tx)
+    if not account.audit_log:
+        return
+    event = seal(
+        account.audit_head,
+        account.audit_seq + 1,
+        now,
+        account_id=account.id,
+        troop_id=None,
+        action=action,
+        actor=OWNER,
+        token_id=token_id,
+    )
+    tx.append_audit(event)
+    tx.put_account(attrs.evolve(account, audit_seq=event.seq, audit_head=event.hash))
+
+
+# -- account-level calls (no actor) ---------------------------------------
+
+
+def create_account(
+    tx: Transaction, *, seats: object, audit_log: object, now: datetime
+) -> AccountRecord:
+    """A new account with *seats* seats."""
+    if not isinstance(seats, int) or isinstance(seats, bool) or seats < 0:
+        raise InvalidArgument("seats must be a whole number, 0 or more")
+    if not isinstance(audit_log, bool):
+        raise InvalidArgument("audit_log must be True or False")
+    if tx.get_account() is not None:
+        raise InvalidArgument(f"account {tx.account_id!r} exists already")
+    account = AccountRecord(tx.account_id, seats, audit_log, now)
+    tx.put_account(account)
+    return account
+
+
+def create_troop(
+    tx: Transaction, troop_id: str, name: object, now: datetime
+) -> TroopRecord:
+    """A new troop; the account's personal token reaches it at once."""
+    account = _account(tx)
+    text = check_text(name, "troop name", max_len=_MAX_NAME, allow_empty=False)
+    troop = TroopRecord(troop_id, account.id, text, now)
+    tx.put_troop(troop)
+    if account.personal_token_id is not None:
+        pat = tx.get_token(account.personal_token_id)
+        if pat is not None and not pat.revoked:
+            tx.put_token(attrs.evolve(pat, grants=_with(pat.grants, troop_id, _FULL)))
+    return troop
+
+
+def issue_personal_token(
+    tx: Transaction, token_id: str, digest: bytes, hint: str, now: datetime
+) -> TokenRecord:
+    """The account's one personal token; an older one stops working at once."""
+    account = _account(tx)
+    old = (
+        tx.get_token(account.personal_token_id)
+        if account.personal_token_id is not None
+        else None
+    )
+    if old is not None and not old.revoked:
+        tx.put_token(attrs.evolve(old, revoked=True, grants=_NO_GRANTS))
+    token = TokenRecord(
+        id=token_id,
+        account_id=account.id,
+        kind=Kind.PERSONAL,
+        digest=digest,
+        hint=hint,
+        name="personal access token",
+        created_at=now,
+        grants=_freeze({t.id: _FULL for t in tx.troops()}),
+    )
+    tx.put_token(token)
+    tx.put_account(attrs.evolve(account, personal_token_id=token_id))
+    action = AuditAction.PAT_ISSUE if old is None else AuditAction.PAT_REPLACE
+    _audit_account(tx, action, now, token_id=token_id)
+    return token
+
+
+def member_principal(tx: Transaction, member_id: object) -> Principal:
+    """The principal of a member who holds a grant in some troop."""
+    account = _account(tx)
+    member = tx.get_member(check_member_id(member_id))
+    if member is None or member.account_id != account.id or not member.grants:
+        raise NotFound(f"no member {member_id!r} in account {account.id!r}")
+    return Principal(Kind.MEMBER, account.id, None, member.id)
+
+
+# -- management calls (an actor) ------------------------------------------
+
+
+def issue_token(
+    tx: Transaction,
+    actor: Principal,
+    troop_id: str,
+    grant: Grant,
+    *,
+    token_id: str,
+    digest: bytes,
+    hint: str,
+    name: object,
+    expires_at: object,
+    now: datetime,
+) -> TokenRecord:
+    """A new troop token attached to *troop_id*, taking one seat."""
+    grant = _check_grant(grant)
+    text = check_text(name, "token name", max_len=_MAX_NAME, allow_empty=True)
+    if expires_at is not None:
+        expires_at = check_aware(expires_at, "expires_at")
+        if expires_at <= now:
+            raise InvalidArgument("expires_at must lie in the future")
+    held = _actor_grants(tx, actor, now)
+    troop = _troop(tx, troop_id)
+    _no_escalation(_manager_grant(held, troop.id), grant, troop.id)
+    _take_seat(tx, now)
+    token = TokenRecord(
+        id=token_id,
+        account_id=tx.account_id,
+        kind=Kind.TROOP,
+        digest=digest,
+        hint=hint,
+        name=text,
+        created_at=now,
+        expires_at=expires_at,
+        grants=_freeze({troop.id: grant}),
+        seated=True,
+    )
+    tx.put_token(token)
+    _audit(
+        tx, {troop.id: grant}, AuditAction.ISSUE, actor.describe(), now, token_id=token.id
+    )
+    return token
+
+
+def attach(
+    tx: Transaction,
+    actor: Principal,
+    token_id: str,
+    troop_id: str,
+    grant: Grant,
+    now: datetime,
+) -> TokenRecord:
+    """Attach a token to a troop (replacing the grant it held there)."""
+    grant = _check_grant(grant)
+    held = _actor_grants(tx, actor, now)
+    troop = _troop(tx, troop_id)
+    _no_escalation(_manager_grant(held, troop.id), grant, troop.id)
+    token = _live_troop_token(tx, token_id, now)
+    if not token.seated:
+        _take_seat(tx, now)
+    token = attrs.evolve(token, grants=_with(token.grants, troop.id, grant), seated=True)
+    tx.put_token(token)
+    _audit(
+        tx, {troop.id: grant}, AuditAction.ATTACH, actor.describe(), now, token_id=token.id
+    )
+    return token
+
+
+def detach(
+    tx: Transaction, actor: Principal, token_id: str, troop_id: str, now: datetime
+) -> TokenRecord:
+    """Detach a token from a troop; the last detach frees its seat."""
+    held = _actor_grants(tx, actor, now)
+    troop = _troop(tx, troop_id)
+    _manager_grant(held, troop.id)
+    token = _live_troop_token(tx, token_id, now)
+    if troop.id not in token.grants:
+        raise NotFound(f"token {token.id!r} is not attached to troop {troop.id!r}")
+    removed = token.grants[troop.id]
+    remaining = _without(token.grants, troop.id)
+    if token.seated and not remaining:
+        _free_seat(tx)
+    token = attrs.evolve(token, grants=remaining, seated=token.seated and bool(remaining))
+    tx.put_token(token)
+    _audit(
+        tx, {troop.id: removed}, AuditAction.DETACH, actor.describe(), now, token_id=token.id
+    )
+    return token
+
+
+def rotate(
+    tx: Transaction,
+    actor: Principal,
+    token_id: str,
+    digest: bytes,
+    hint: str,
+    now: datetime,
+) -> TokenRecord:
+    """Swap a token's secret in place: same id, attachments, name and seat."""
+    held = _actor_grants(tx, actor, now)
+    token = _live_troop_token(tx, token_id, now)
+    if not token.grants and actor.kind is not Kind.PERSONAL:
+        raise AccessDenied("only the personal token can rotate a token attached nowhere")
+    for troop_id, grant in token.grants.items():
+        _no_escalation(_manager_grant(held, troop_id), grant, troop_id)
+    token = attrs.evolve(
+        token, digest=digest, hint=hint, generation=token.generation + 1
+    )
+    tx.put_token(token)
+    _audit(tx, token.grants, AuditAction.ROTATE, actor.describe(), now, token_id=token.id)
+    return token
+
+
+def revoke(tx: Transaction, actor: Principal, token_id: str, now: datetime) -> None:
+    """Disable a token for good and free its seat; revoking twice is a no-op."""
+    held = _actor_grants(tx, actor, now)
+    token = _token(tx, token_id)
+    if token.kind is not Kind.TROOP:
+        raise AccessDenied(
+            "the personal access token can only be replaced, by issuing a new one"
+        )
+    if token.revoked:
+        return
+    if token.grants:
+        if not any(_is_manager(held, troop_id) for troop_id in token.grants):
+            raise AccessDenied(
+                "revoking needs MANAGE on the whole troop in a troop the token "
+                "is attached to"
+            )
+    elif actor.kind is not Kind.PERSONAL:
+        raise AccessDenied("only the personal token can revoke a token attached nowhere")
+    if token.seated:
+        _free_seat(tx)
+    tx.put_token(attrs.evolve(token, revoked=True, seated=False, grants=_NO_GRANTS))
+    _audit(tx, token.grants, AuditAction.REVOKE, actor.describe(), now, token_id=token.id)
+
+
+def add_member(
+    tx: Transaction,
+    actor: Principal,
+    troop_id: str,
+    member_id: object,
+    grant: Grant,
+    now: datetime,
+) -> None:
+    """Give a member a grant in a troop (replacing the one they held there)."""
+    grant = _check_grant(grant)
+    mid = check_member_id(member_id)
+    held = _actor_grants(tx, actor, now)
+    troop = _troop(tx, troop_id)
+    _no_escalation(_manager_grant(held, troop.id), grant, troop.id)
+    member = tx.get_member(mid) or MemberRecord(mid, tx.account_id)
+    tx.put_member(attrs.evolve(member, grants=_with(member.grants, troop.id, grant)))
+    _audit(
+        tx, {troop.id: grant}, AuditAction.MEMBER_ADD, actor.describe(), now, member_id=mid
+    )
+
+
+def remove_member(
+    tx: Transaction, actor: Principal, troop_id: str, member_id: object, now: datetime
+) -> None:
+    """Take a member's grant in a troop away."""
+    mid = check_member_id(member_id)
+    held = _actor_grants(tx, actor, now)
+    troop = _troop(tx, troop_id)
+    _manager_grant(held, troop.id)
+    member = tx.get_member(mid)
+    if member is None or troop.id not in member.grants:
+        raise NotFound(f"member {mid!r} holds no grant in troop {troop.id!r}")
+    removed = member.grants[troop.id]
+    tx.put_member(attrs.evolve(member, grants=_without(member.grants, troop.id)))
+    _audit(
+        tx,
+        {troop.id: removed},
+        AuditAction.MEMBER_REMOVE,
+        actor.describe(),
+        now,
+        member_id=mid,
+    )
+
+
+def authorize(
+    tx: Transaction,
+    principal: Principal,
+    troop_id: object,
+    permission: object,
+    key: object,
+    now: datetime,
+) -> None:
+    """Allow, or raise `AccessDenied`: the principal's grant as it is now."""
+    if not isinstance(permission, Permission):
+        raise InvalidArgument(
+            f"permission must be a Permission, not {type(permission).__name__}"
+        )
+    if key is not None and not isinstance(key, str):
+        raise InvalidArgument(f"key must be a string or None, not {type(key).__name__}")
+    tid = _check_id(troop_id, "troop id")
+    try:
+        held = _actor_grants(tx, principal, now)
+    except AccessDenied:
+        raise AccessDenied(f"denied in troop {tid!r}") from None
+    grant = held.get(tid)
+    if grant is None or not grant.allows(permission, key):
+        raise AccessDenied(f"denied in troop {tid!r}")
+
+
+def list_tokens(tx: Transaction, troop_id: str) -> list[TokenInfo]:
+    """The troop tokens attached to a troop now (expired ones included)."""
+    troop = _troop(tx, troop_id)
+    tokens = [
+        t
+        for t in tx.attached_tokens(troop.id)
+        if t.kind is Kind.TROOP and not t.revoked and troop.id in t.grants
+    ]
+    tokens.sort(key=lambda t: (t.created_at, t.id))
+    return [t.info() for t in tokens]
+
+
+# -- small helpers ---------------------------------------------------------
+
+_FULL = Grant.full()
+
+
+def _freeze(grants: dict[str, Grant]) -> Mapping[str, Grant]:
+    # A plain dict typed read-only: records are never mutated in place, and
+    # ``dict.get`` is what the verify path calls (a proxy would add a lookup).
+    return grants
+
+
+def _with(grants: Mapping[str, Grant], troop_id: str, grant: Grant) -> Mapping[str, Grant]:
+    return _freeze({**grants, troop_id: grant})
+
+
+def _without(grants: Mapping[str, Grant], troop_id: str) -> Mapping[str, Grant]:
+    return _freeze({k: v for k, v in grants.items() if k != troop_id})
+

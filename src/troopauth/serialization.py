@@ -1,0 +1,81 @@
+"""(De)serialisation of every public type through ``cattrs``.
+
+:func:`make_converter` builds a fresh converter (no mutable global); the
+module-level :data:`converter` is one such converter, built once, for
+troopauth's own use. The JSON-ready shapes are stable:
+
+* ``Permission`` -> a list of names, ``["VIEW", "EDIT"]``;
+* ``Scope`` -> its canonical text, ``"key:deploy,key:prod/*"``;
+* ``Grant`` -> ``{"permission": [...], "scope": "..."}``;
+* ``datetime`` -> ISO 8601 text with its UTC offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import cattrs
+
+from .errors import InvalidArgument
+from .grant import Grant
+from .permission import Permission
+from .scope import Scope
+
+__all__ = ["converter", "make_converter"]
+
+
+def _unstructure_permission(p: Permission) -> list[str]:
+    return list(p.names())
+
+
+def _structure_permission(value: Any, _: type) -> Permission:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument("a permission is a list of names")
+    return Permission.parse(",".join(value))
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidArgument("a time is ISO 8601 text")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgument("a time is ISO 8601 text") from None
+    if parsed.tzinfo is None:
+        raise InvalidArgument("a time carries its UTC offset")
+    return parsed
+
+
+def _structure_grant(value: Any, _: type) -> Grant:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument("a grant is a mapping with permission and scope")
+    return Grant(
+        _structure_permission(value.get("permission"), Permission),
+        Scope.parse(value.get("scope")),
+    )
+
+
+def make_converter() -> cattrs.Converter:
+    """A new converter that (un)structures every public troopauth type."""
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook(Permission, _unstructure_permission)
+    conv.register_structure_hook(Permission, _structure_permission)
+    conv.register_unstructure_hook(Scope, str)
+    conv.register_structure_hook(Scope, lambda v, _: Scope.parse(v))
+    conv.register_unstructure_hook(
+        Grant,
+        lambda g: {
+            "permission": _unstructure_permission(g.permission),
+            "scope": str(g.scope),
+        },
+    )
+    conv.register_structure_hook(Grant, _structure_grant)
+    conv.register_unstructure_hook(datetime, datetime.isoformat)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    return conv
+
+
+#: A converter built by :func:`make_converter`, used inside troopauth.
+converter = make_converter()

@@ -1,0 +1,485 @@
+"""``SQLiteStore``: the embedded default, on the standard library's sqlite3.
+
+One file, WAL journal, ``synchronous=FULL`` (a revoke that returned survives a
+power cut), a busy timeout, and ``BEGIN IMMEDIATE`` for every change, so that
+threads and processes sharing the file are serialised: two racing for the
+last seat never both win. Each thread gets its own connection. The schema is
+versioned and migrated when the store opens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from types import TracebackType
+from typing import Any
+
+from .errors import StoreError
+from .grant import Grant
+from .models import AuditEvent, Kind
+from .permission import Permission
+from .scope import Scope
+from .serialization import converter
+from .store import AccountRecord, MemberRecord, TokenRecord, TroopRecord
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE accounts (
+    id TEXT PRIMARY KEY,
+    seats INTEGER NOT NULL,
+    audit_log INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    seats_used INTEGER NOT NULL,
+    personal_token_id TEXT,
+    audit_seq INTEGER NOT NULL,
+    audit_head TEXT NOT NULL
+);
+CREATE TABLE troops (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    audit_seq INTEGER NOT NULL,
+    audit_head TEXT NOT NULL
+);
+CREATE INDEX troops_by_account ON troops(account_id);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    kind TEXT NOT NULL,
+    digest BLOB NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    expires_ts REAL,
+    grants TEXT NOT NULL,
+    revoked INTEGER NOT NULL,
+    seated INTEGER NOT NULL,
+    generation INTEGER NOT NULL
+);
+CREATE INDEX tokens_seated_expiry ON tokens(account_id, expires_ts)
+    WHERE seated = 1 AND expires_ts IS NOT NULL;
+CREATE TABLE attachments (
+    troop_id TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    PRIMARY KEY (troop_id, token_id)
+) WITHOUT ROWID;
+CREATE TABLE members (
+    account_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    grants TEXT NOT NULL,
+    PRIMARY KEY (account_id, id)
+) WITHOUT ROWID;
+CREATE TABLE audit (
+    log TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    account_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (log, seq)
+) WITHOUT ROWID;
+""",
+}
+
+_TOKEN_COLUMNS = (
+    "id, account_id, kind, digest, hint, name, created_at, expires_at, "
+    "grants, revoked, seated, generation"
+)
+
+
+@lru_cache(maxsize=4096)
+def _grant(bits: int, scope: str) -> Grant:
+    """Grants are values: parse each distinct one once per process."""
+    return Grant(Permission(bits), Scope.parse(scope))
+
+
+def _dump_grants(grants: Mapping[str, Grant]) -> str:
+    return json.dumps(
+        {t: [g.permission.value, str(g.scope)] for t, g in grants.items()},
+        separators=(",", ":"),
+    )
+
+
+def _load_grants(text: str) -> dict[str, Grant]:
+    return {t: _grant(bits, scope) for t, (bits, scope) in json.loads(text).items()}
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    return TokenRecord(
+        id=row[0],
+        account_id=row[1],
+        kind=Kind(row[2]),
+        digest=row[3],
+        hint=row[4],
+        name=row[5],
+        created_at=datetime.fromisoformat(row[6]),
+        expires_at=_dt(row[7]),
+        grants=_load_grants(row[8]),
+        revoked=bool(row[9]),
+        seated=bool(row[10]),
+        generation=row[11],
+    )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _account_log(account_id: str) -> str:
+    return f"account:{account_id}"
+
+
+class SQLiteStore:
+    """Keeps everything in one SQLite file, safe for many threads and processes
+    on one machine.
+
+    ``timeout`` is how long (seconds) a change waits for another writer before
+    failing with `StoreError`.
+    """
+
+    cheap_lookup = False
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self._path = os.fspath(path)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._is_closed = False
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._is_closed:
+            raise StoreError("the store is closed")
+        try:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database: {exc}") from None
+        with self._guard:
+            self._connections.append(conn)
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            return self._connect()
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                )
+                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+                version = row[0] or 0
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the database has schema version {version}; this troopauth "
+                        f"knows up to {SCHEMA_VERSION}: upgrade troopauth"
+                    )
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version VALUES (?)", (target,))
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot prepare SQLite database: {exc}") from None
+
+    # -- Store protocol ------------------------------------------------------------
+
+    def lookup(self, digest: bytes) -> TokenRecord | None:
+        """The live token with this digest: one indexed query."""
+        try:
+            row = (
+                self._conn()
+                .execute(
+                    f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE digest = ? AND revoked = 0",  # noqa: S608 (constant column list)
+                    (digest,),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite lookup failed: {exc}") from None
+        return None if row is None else _token(row)
+
+    @contextmanager
+    def transaction(
+        self, account_id: str, *, write: bool = True
+    ) -> Iterator[_SQLiteTransaction]:
+        """``BEGIN IMMEDIATE`` (a write lock up front) or a read snapshot."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot start a SQLite transaction: {exc}") from None
+        try:
+            yield _SQLiteTransaction(conn, account_id)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise StoreError(f"SQLite transaction failed: {exc}") from None
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def troop_account(self, troop_id: str) -> str | None:
+        """The account a troop belongs to."""
+        row = (
+            self._conn()
+            .execute("SELECT account_id FROM troops WHERE id = ?", (troop_id,))
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        """Close every connection this store opened, in any thread."""
+        with self._guard:
+            self._is_closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+
+class _SQLiteTransaction:
+    """One account's transaction on one connection."""
+
+    def __init__(self, conn: sqlite3.Connection, account_id: str) -> None:
+        self._c = conn
+        self.account_id = account_id
+
+    def _one(self, sql: str, *args: object) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._c.execute(sql, args).fetchone()
+        return row
+
+    def get_account(self) -> AccountRecord | None:
+        row = self._one(
+            "SELECT id, seats, audit_log, created_at, seats_used, personal_token_id, "
+            "audit_seq, audit_head FROM accounts WHERE id = ?",
+            self.account_id,
+        )
+        if row is None:
+            return None
+        return AccountRecord(
+            id=row[0],
+            seats=row[1],
+            audit_log=bool(row[2]),
+            created_at=datetime.fromisoformat(row[3]),
+            seats_used=row[4],
+            personal_token_id=row[5],
+            audit_seq=row[6],
+            audit_head=row[7],
+        )
+
+    def _troop(self, row: tuple[Any, ...]) -> TroopRecord:
+        return TroopRecord(
+            id=row[0],
+            account_id=row[1],
+            name=row[2],
+            created_at=datetime.fromisoformat(row[3]),
+            audit_seq=row[4],
+            audit_head=row[5],
+        )
+
+    _TROOP = "SELECT id, account_id, name, created_at, audit_seq, audit_head FROM troops"
+
+    def get_troop(self, troop_id: str) -> TroopRecord | None:
+        row = self._one(f"{self._TROOP} WHERE id = ? AND account_id = ?", troop_id, self.account_id)
+        return None if row is None else self._troop(row)
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        row = self._one(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ? AND account_id = ?",  # noqa: S608 (constant column list)
+            token_id,
+            self.account_id,
+        )
+        return None if row is None else _token(row)
+
+    def get_member(self, member_id: str) -> MemberRecord | None:
+        row = self._one(
+            "SELECT grants FROM members WHERE account_id = ? AND id = ?",
+            self.account_id,
+            member_id,
+        )
+        if row is None:
+            return None
+        return MemberRecord(member_id, self.account_id, _load_grants(row[0]))
+
+    def troops(self) -> list[TroopRecord]:
+        rows = self._c.execute(
+            f"{self._TROOP} WHERE account_id = ? ORDER BY created_at, id", (self.account_id,)
+        ).fetchall()
+        return [self._troop(r) for r in rows]
+
+    def attached_tokens(self, troop_id: str) -> list[TokenRecord]:
+        rows = self._c.execute(
+            f"SELECT {', '.join('t.' + c.strip() for c in _TOKEN_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
+            "FROM attachments a JOIN tokens t ON t.id = a.token_id "
+            "WHERE a.troop_id = ? AND t.account_id = ?",
+            (troop_id, self.account_id),
+        ).fetchall()
+        return [_token(r) for r in rows]
+
+    def expired_seated(self, now: datetime) -> list[TokenRecord]:
+        rows = self._c.execute(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens "  # noqa: S608 (constant column list)
+            "WHERE account_id = ? AND seated = 1 AND expires_ts IS NOT NULL "
+            "AND expires_ts <= ?",
+            (self.account_id, now.timestamp()),
+        ).fetchall()
+        return [_token(r) for r in rows]
+
+    def audit_events(self, troop_id: str | None) -> list[AuditEvent]:
+        log = _account_log(self.account_id) if troop_id is None else troop_id
+        rows = self._c.execute(
+            "SELECT event FROM audit WHERE log = ? AND account_id = ? ORDER BY seq",
+            (log, self.account_id),
+        ).fetchall()
+        return [converter.structure(json.loads(r[0]), AuditEvent) for r in rows]
+
+    def put_account(self, record: AccountRecord) -> None:
+        self._c.execute(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET seats = excluded.seats, "
+            "audit_log = excluded.audit_log, seats_used = excluded.seats_used, "
+            "personal_token_id = excluded.personal_token_id, "
+            "audit_seq = excluded.audit_seq, audit_head = excluded.audit_head",
+            (
+                record.id,
+                record.seats,
+                int(record.audit_log),
+                record.created_at.isoformat(),
+                record.seats_used,
+                record.personal_token_id,
+                record.audit_seq,
+                record.audit_head,
+            ),
+        )
+
+    def put_troop(self, record: TroopRecord) -> None:
+        self._c.execute(
+            "INSERT INTO troops VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "audit_seq = excluded.audit_seq, audit_head = excluded.audit_head",
+            (
+                record.id,
+                record.account_id,
+                record.name,
+                record.created_at.isoformat(),
+                record.audit_seq,
+                record.audit_head,
+            ),
+        )
+
+    def put_token(self, record: TokenRecord) -> None:
+        old = self._one("SELECT grants FROM tokens WHERE id = ?", record.id)
+        old_troops = set() if old is None else set(json.loads(old[0]))
+        try:
+            self._c.execute(
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}, expires_ts) "  # noqa: S608 (constant column list)
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, "
+                "hint = excluded.hint, name = excluded.name, "
+                "expires_at = excluded.expires_at, expires_ts = excluded.expires_ts, "
+                "grants = excluded.grants, revoked = excluded.revoked, "
+                "seated = excluded.seated, generation = excluded.generation",
+                (
+                    record.id,
+                    record.account_id,
+                    record.kind.value,
+                    record.digest,
+                    record.hint,
+                    record.name,
+                    record.created_at.isoformat(),
+                    None if record.expires_at is None else record.expires_at.isoformat(),
+                    _dump_grants(record.grants),
+                    int(record.revoked),
+                    int(record.seated),
+                    record.generation,
+                    record.expires_ts,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError("another token has this digest") from None
+        new_troops = set(record.grants)
+        self._c.executemany(
+            "DELETE FROM attachments WHERE troop_id = ? AND token_id = ?",
+            [(t, record.id) for t in old_troops - new_troops],
+        )
+        self._c.executemany(
+            "INSERT INTO attachments VALUES (?, ?)",
+            [(t, record.id) for t in new_troops - old_troops],
+        )
+
+    def put_member(self, record: MemberRecord) -> None:
+        if record.grants:
+            self._c.execute(
+                "INSERT INTO members VALUES (?, ?, ?) "
+                "ON CONFLICT (account_id, id) DO UPDATE SET grants = excluded.grants",
+                (record.account_id, record.id, _dump_grants(record.grants)),
+            )
+        else:
+            self._c.execute(
+                "DELETE FROM members WHERE account_id = ? AND id = ?",
+                (record.account_id, record.id),
+            )
+
+    def append_audit(self, event: AuditEvent) -> None:
+        log = event.troop_id if event.troop_id is not None else _account_log(event.account_id)
+        self._c.execute(
+            "INSERT INTO audit VALUES (?, ?, ?, ?)",
+            (
+                log,
+                event.seq,
+                event.account_id,
+                json.dumps(converter.unstructure(event), separators=(",", ":")),
+            ),
+        )

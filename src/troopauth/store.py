@@ -1,0 +1,211 @@
+"""The storage protocol and the records adapters keep.
+
+An adapter stores and fetches; every rule lives in :mod:`troopauth.core`.
+Implementing :class:`Store` takes four methods, and :class:`Transaction` a
+dozen small reads and writes. ``troopauth.testing`` (the conformance kit)
+checks an adapter against the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from types import MappingProxyType
+from typing import Protocol
+
+import attrs
+
+from .grant import Grant
+from .models import Account, AuditEvent, Kind, Principal, TokenInfo, Troop
+
+__all__ = [
+    "GENESIS",
+    "NO_GRANTS",
+    "AccountRecord",
+    "MemberRecord",
+    "Store",
+    "TokenRecord",
+    "Transaction",
+    "TroopRecord",
+]
+
+#: The ``prev`` hash of the first event of every audit log.
+GENESIS = "0" * 64
+
+#: The grants of a token or member that holds none.
+NO_GRANTS: Mapping[str, Grant] = MappingProxyType({})
+
+
+@attrs.frozen
+class AccountRecord:
+    """An account as stored, with its seat counter and account-log head."""
+
+    id: str
+    seats: int
+    audit_log: bool
+    created_at: datetime
+    #: Live seated troop tokens, maintained by the core (never counted by a scan).
+    seats_used: int = 0
+    personal_token_id: str | None = None
+    audit_seq: int = 0
+    audit_head: str = GENESIS
+
+    def public(self) -> Account:
+        """The public view."""
+        return Account(self.id, self.seats, self.audit_log, self.created_at)
+
+
+@attrs.frozen
+class TroopRecord:
+    """A troop as stored, with the head of its audit log."""
+
+    id: str
+    account_id: str
+    name: str
+    created_at: datetime
+    audit_seq: int = 0
+    audit_head: str = GENESIS
+
+    def public(self) -> Troop:
+        """The public view."""
+        return Troop(self.id, self.account_id, self.name, self.created_at)
+
+
+@attrs.frozen
+class TokenRecord:
+    """A token as stored: its digest, never its value.
+
+    ``grants`` maps troop id to grant. A personal token's grants hold the full
+    grant on every troop of its account (the core keeps them current), so the
+    verify path treats both kinds alike. ``principal`` and ``expires_ts`` are
+    derived once here, so that verify allocates nothing.
+    """
+
+    id: str
+    account_id: str
+    kind: Kind
+    digest: bytes
+    hint: str
+    name: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    grants: Mapping[str, Grant] = NO_GRANTS
+    revoked: bool = False
+    #: Whether this token holds one of the account's seats (core-maintained).
+    seated: bool = False
+    #: Bumped by every rotation; principals of an older generation are dead.
+    generation: int = 0
+    principal: Principal = attrs.field(init=False, eq=False, repr=False)
+    expires_ts: float | None = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "principal",
+            Principal(self.kind, self.account_id, self.id, None, self.generation),
+        )
+        object.__setattr__(
+            self,
+            "expires_ts",
+            None if self.expires_at is None else self.expires_at.timestamp(),
+        )
+
+    def info(self) -> TokenInfo:
+        """The public view: no secret, no digest."""
+        return TokenInfo(
+            token_id=self.id,
+            name=self.name,
+            hint=self.hint,
+            grants=self.grants,
+            created_at=self.created_at,
+            expires_at=self.expires_at,
+            kind=self.kind,
+            account_id=self.account_id,
+        )
+
+
+@attrs.frozen
+class MemberRecord:
+    """A member (a person of the host application) and their grants by troop."""
+
+    id: str
+    account_id: str
+    grants: Mapping[str, Grant] = NO_GRANTS
+
+
+class Transaction(Protocol):
+    """**Protocol:** one account's changes, committed whole or not at all.
+
+    Reads see the transaction's own writes. Every ``get_*`` returns ``None``
+    for a record that is missing *or belongs to another account*.
+    """
+
+    account_id: str
+
+    def get_account(self) -> AccountRecord | None:
+        """This transaction's account."""
+
+    def get_troop(self, troop_id: str) -> TroopRecord | None:
+        """A troop of this account."""
+
+    def get_token(self, token_id: str) -> TokenRecord | None:
+        """A token of this account, in any state."""
+
+    def get_member(self, member_id: str) -> MemberRecord | None:
+        """A member of this account."""
+
+    def troops(self) -> list[TroopRecord]:
+        """Every troop of this account."""
+
+    def attached_tokens(self, troop_id: str) -> list[TokenRecord]:
+        """Every token whose ``grants`` name *troop_id* (the core filters them)."""
+
+    def expired_seated(self, now: datetime) -> list[TokenRecord]:
+        """Tokens with ``seated`` true and ``expires_at <= now``: an index, not a scan."""
+
+    def audit_events(self, troop_id: str | None) -> list[AuditEvent]:
+        """A troop's audit log (``None``: the account's), oldest first."""
+
+    def put_account(self, record: AccountRecord) -> None:
+        """Insert or replace the account."""
+
+    def put_troop(self, record: TroopRecord) -> None:
+        """Insert or replace a troop."""
+
+    def put_token(self, record: TokenRecord) -> None:
+        """Insert or replace a token; its digest index follows the record (a
+        revoked record leaves the index)."""
+
+    def put_member(self, record: MemberRecord) -> None:
+        """Insert or replace a member (empty ``grants``: the adapter may delete it)."""
+
+    def append_audit(self, event: AuditEvent) -> None:
+        """Append to the log of ``event.troop_id`` (``None``: the account's)."""
+
+
+class Store(Protocol):
+    """**Protocol:** where troopauth keeps its records.
+
+    * :meth:`lookup` is the verify hot path: a read by digest, no transaction.
+    * :meth:`transaction` opens one account's transaction: serializable per
+      account, so that two processes racing for the last seat cannot both win.
+    """
+
+    #: True when :meth:`lookup` is a local in-memory read, cheaper than checking
+    #: a value's checksum; verify then skips the checksum (same result).
+    cheap_lookup: bool
+
+    def lookup(self, digest: bytes) -> TokenRecord | None:
+        """The live token with this digest (not revoked), or ``None``."""
+
+    def transaction(
+        self, account_id: str, *, write: bool = True
+    ) -> AbstractContextManager[Transaction]:
+        """A transaction on one account; ``write=False`` for reads only."""
+
+    def troop_account(self, troop_id: str) -> str | None:
+        """The account a troop belongs to, or ``None``."""
+
+    def close(self) -> None:
+        """Release connections and files; the store is unusable afterwards."""
