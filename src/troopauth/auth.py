@@ -116,22 +116,26 @@ class TroopAuth:
                 raise InvalidToken
             wanted = sha256(value.encode()).digest()
             token = self._lookup(wanted)
-            if token is None or token.revoked or not compare_digest(token.digest, wanted):
+            if (
+                token is None
+                or token.revoked
+                or not compare_digest(token.digest, wanted)
+            ):
                 raise InvalidToken
             if token.expires_ts is not None and self._now_ts() >= token.expires_ts:
                 raise InvalidToken
             grant = token.grants.get(troop_id)
-            if grant is None or permission not in grant._allowed:  # noqa: SLF001
-                raise AccessDenied("denied")
+            if grant is None or permission not in grant._allowed:
+                raise AccessDenied("access denied")
             scope = grant.scope
             if key is None:
                 if not scope.whole:
-                    raise AccessDenied("denied")
+                    raise AccessDenied("access denied")
             elif key not in scope.keys and not (
-                (scope.whole or key.startswith(scope._prefix_tuple))  # noqa: SLF001
+                (scope.whole or key.startswith(scope._prefix_tuple))
                 and is_key_name(key)
             ):
-                raise AccessDenied("denied")
+                raise AccessDenied("access denied")
         except (TypeError, AttributeError):
             self._bad_call(value, troop_id, permission, key)
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+
 import attrs
 
 from .audit import seal
@@ -138,9 +139,7 @@ def _live_troop_token(tx: Transaction, token_id: object, now: datetime) -> Token
     return token
 
 
-def _actor_grants(
-    tx: Transaction, actor: object, now: datetime
-) -> Mapping[str, Grant]:
+def _actor_grants(tx: Transaction, actor: object, now: datetime) -> Mapping[str, Grant]:
     """What *actor* holds now, re-read inside the transaction."""
     if not isinstance(actor, Principal):
         raise InvalidArgument(f"actor must be a Principal, not {type(actor).__name__}")
@@ -388,7 +387,12 @@ def issue_token(
     )
     tx.put_token(token)
     _audit(
-        tx, {troop.id: grant}, AuditAction.ISSUE, actor.describe(), now, token_id=token.id
+        tx,
+        {troop.id: grant},
+        AuditAction.ISSUE,
+        actor.describe(),
+        now,
+        token_id=token.id,
     )
     return token
 
@@ -409,10 +413,17 @@ def attach(
     token = _live_troop_token(tx, token_id, now)
     if not token.seated:
         _take_seat(tx, now)
-    token = attrs.evolve(token, grants=_with(token.grants, troop.id, grant), seated=True)
+    token = attrs.evolve(
+        token, grants=_with(token.grants, troop.id, grant), seated=True
+    )
     tx.put_token(token)
     _audit(
-        tx, {troop.id: grant}, AuditAction.ATTACH, actor.describe(), now, token_id=token.id
+        tx,
+        {troop.id: grant},
+        AuditAction.ATTACH,
+        actor.describe(),
+        now,
+        token_id=token.id,
     )
     return token
 
@@ -431,10 +442,17 @@ def detach(
     remaining = _without(token.grants, troop.id)
     if token.seated and not remaining:
         _free_seat(tx)
-    token = attrs.evolve(token, grants=remaining, seated=token.seated and bool(remaining))
+    token = attrs.evolve(
+        token, grants=remaining, seated=token.seated and bool(remaining)
+    )
     tx.put_token(token)
     _audit(
-        tx, {troop.id: removed}, AuditAction.DETACH, actor.describe(), now, token_id=token.id
+        tx,
+        {troop.id: removed},
+        AuditAction.DETACH,
+        actor.describe(),
+        now,
+        token_id=token.id,
     )
     return token
 
@@ -451,14 +469,18 @@ def rotate(
     held = _actor_grants(tx, actor, now)
     token = _live_troop_token(tx, token_id, now)
     if not token.grants and actor.kind is not Kind.PERSONAL:
-        raise AccessDenied("only the personal token can rotate a token attached nowhere")
+        raise AccessDenied(
+            "only the personal token can rotate a token attached nowhere"
+        )
     for troop_id, grant in token.grants.items():
         _no_escalation(_manager_grant(held, troop_id), grant, troop_id)
     token = attrs.evolve(
         token, digest=digest, hint=hint, generation=token.generation + 1
     )
     tx.put_token(token)
-    _audit(tx, token.grants, AuditAction.ROTATE, actor.describe(), now, token_id=token.id)
+    _audit(
+        tx, token.grants, AuditAction.ROTATE, actor.describe(), now, token_id=token.id
+    )
     return token
 
 
@@ -479,11 +501,15 @@ def revoke(tx: Transaction, actor: Principal, token_id: str, now: datetime) -> N
                 "is attached to"
             )
     elif actor.kind is not Kind.PERSONAL:
-        raise AccessDenied("only the personal token can revoke a token attached nowhere")
+        raise AccessDenied(
+            "only the personal token can revoke a token attached nowhere"
+        )
     if token.seated:
         _free_seat(tx)
     tx.put_token(attrs.evolve(token, revoked=True, seated=False, grants=_NO_GRANTS))
-    _audit(tx, token.grants, AuditAction.REVOKE, actor.describe(), now, token_id=token.id)
+    _audit(
+        tx, token.grants, AuditAction.REVOKE, actor.describe(), now, token_id=token.id
+    )
 
 
 def add_member(
@@ -503,7 +529,12 @@ def add_member(
     member = tx.get_member(mid) or MemberRecord(mid, tx.account_id)
     tx.put_member(attrs.evolve(member, grants=_with(member.grants, troop.id, grant)))
     _audit(
-        tx, {troop.id: grant}, AuditAction.MEMBER_ADD, actor.describe(), now, member_id=mid
+        tx,
+        {troop.id: grant},
+        AuditAction.MEMBER_ADD,
+        actor.describe(),
+        now,
+        member_id=mid,
     )
 
 
@@ -549,10 +580,10 @@ def authorize(
     try:
         held = _actor_grants(tx, principal, now)
     except AccessDenied:
-        raise AccessDenied(f"denied in troop {tid!r}") from None
+        raise AccessDenied("access denied") from None
     grant = held.get(tid)
     if grant is None or not grant.allows(permission, key):
-        raise AccessDenied(f"denied in troop {tid!r}")
+        raise AccessDenied("access denied")
 
 
 def list_tokens(tx: Transaction, troop_id: str) -> list[TokenInfo]:
@@ -578,10 +609,11 @@ def _freeze(grants: dict[str, Grant]) -> Mapping[str, Grant]:
     return grants
 
 
-def _with(grants: Mapping[str, Grant], troop_id: str, grant: Grant) -> Mapping[str, Grant]:
+def _with(
+    grants: Mapping[str, Grant], troop_id: str, grant: Grant
+) -> Mapping[str, Grant]:
     return _freeze({**grants, troop_id: grant})
 
 
 def _without(grants: Mapping[str, Grant], troop_id: str) -> Mapping[str, Grant]:
     return _freeze({k: v for k, v in grants.items() if k != troop_id})
-

@@ -45,7 +45,7 @@ class NotFound(TroopAuthError):  # noqa: N818 (public name fixed by the design)
     """No such account, troop, token or member (in the caller's account)."""
 
 
-class InvalidArgument(TroopAuthError, ValueError):
+class InvalidArgument(TroopAuthError, ValueError):  # noqa: N818 (named like the design's InvalidToken)
     """An argument is malformed: a scope text, a key or member name, a naive
     datetime, a negative seat count. Nothing was changed."""
 

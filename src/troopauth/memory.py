@@ -166,11 +166,15 @@ class _MemoryTransaction:
 
     def get_troop(self, troop_id: str) -> TroopRecord | None:
         troop = self.troop_writes.get(troop_id) or self._s._troops.get(troop_id)
-        return troop if troop is not None and troop.account_id == self.account_id else None
+        return (
+            troop if troop is not None and troop.account_id == self.account_id else None
+        )
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         token = self.tokens.get(token_id) or self._s._tokens.get(token_id)
-        return token if token is not None and token.account_id == self.account_id else None
+        return (
+            token if token is not None and token.account_id == self.account_id else None
+        )
 
     def get_member(self, member_id: str) -> MemberRecord | None:
         found = self.members.get(member_id)
@@ -197,7 +201,11 @@ class _MemoryTransaction:
             if t.id not in self.tokens
         }
         for token in self.tokens.values():
-            if token.seated and token.expires_ts is not None and token.expires_ts <= now_ts:
+            if (
+                token.seated
+                and token.expires_ts is not None
+                and token.expires_ts <= now_ts
+            ):
                 found[token.id] = token
         return list(found.values())
 

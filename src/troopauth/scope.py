@@ -63,6 +63,10 @@ def _minimal(
     return kept_keys, kept_prefixes
 
 
+def _names(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
 @attrs.frozen(repr=False)
 class Scope:
     """Which keys of a troop a grant reaches: the whole troop, or a set of
@@ -76,8 +80,8 @@ class Scope:
     """
 
     whole: bool = False
-    keys: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
-    prefixes: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
+    keys: frozenset[str] = attrs.field(factory=frozenset, converter=_names)
+    prefixes: frozenset[str] = attrs.field(factory=frozenset, converter=_names)
     # Precomputed for the verify path: ``key.startswith(tuple)`` is one C call.
     _prefix_tuple: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
 
@@ -109,7 +113,7 @@ class Scope:
     @classmethod
     def of(cls, keys: Iterable[str] = (), prefixes: Iterable[str] = ()) -> Scope:
         """Exact key names and key-name prefixes (``"prod/"`` covers ``prod/*``)."""
-        return cls(False, frozenset(keys), frozenset(prefixes))
+        return cls(whole=False, keys=frozenset(keys), prefixes=frozenset(prefixes))
 
     @classmethod
     def parse(cls, text: str) -> Scope:
@@ -155,7 +159,7 @@ class Scope:
                 keys.add(name)
         if whole:
             return _WHOLE
-        return cls(False, frozenset(keys), frozenset(prefixes))
+        return cls(whole=False, keys=frozenset(keys), prefixes=frozenset(prefixes))
 
     # -- queries ---------------------------------------------------------
 
@@ -184,7 +188,11 @@ class Scope:
         """The union: what either scope covers."""
         if self.whole or other.whole:
             return _WHOLE
-        return Scope(False, self.keys | other.keys, self.prefixes | other.prefixes)
+        return Scope(
+            whole=False,
+            keys=self.keys | other.keys,
+            prefixes=self.prefixes | other.prefixes,
+        )
 
     # -- text ------------------------------------------------------------
 
@@ -199,4 +207,4 @@ class Scope:
         return f"Scope.parse({str(self)!r})"
 
 
-_WHOLE = Scope(True)
+_WHOLE = Scope(whole=True)

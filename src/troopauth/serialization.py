@@ -51,9 +51,12 @@ def _structure_datetime(value: Any, _: type) -> datetime:
 def _structure_grant(value: Any, _: type) -> Grant:
     if not isinstance(value, Mapping):
         raise InvalidArgument("a grant is a mapping with permission and scope")
+    scope = value.get("scope")
+    if not isinstance(scope, str):
+        raise InvalidArgument("a grant's scope is its text form")
     return Grant(
         _structure_permission(value.get("permission"), Permission),
-        Scope.parse(value.get("scope")),
+        Scope.parse(scope),
     )
 
 

@@ -91,10 +91,12 @@ CREATE TABLE audit (
 """,
 }
 
-_TOKEN_COLUMNS = (
+_ROW_COLUMNS = (
     "id, account_id, kind, digest, hint, name, created_at, expires_at, "
     "grants, revoked, seated, generation"
 )
+_SELECT_TOKEN = f"SELECT {_ROW_COLUMNS} FROM tokens"  # noqa: S608 (constant)
+_LOOKUP = f"{_SELECT_TOKEN} WHERE digest = ? AND revoked = 0"
 
 
 @lru_cache(maxsize=4096)
@@ -133,6 +135,17 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         seated=bool(row[10]),
         generation=row[11],
     )
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    version = int(row[0] or 0)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {version}; this troopauth "
+            f"knows up to {SCHEMA_VERSION}: upgrade troopauth"
+        )
+    return version
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -198,15 +211,10 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                    "CREATE TABLE IF NOT EXISTS schema_version "
+                    "(version INTEGER NOT NULL)"
                 )
-                row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-                version = row[0] or 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"the database has schema version {version}; this troopauth "
-                        f"knows up to {SCHEMA_VERSION}: upgrade troopauth"
-                    )
+                version = _schema_version(conn)
                 for target in range(version + 1, SCHEMA_VERSION + 1):
                     for statement in _MIGRATIONS[target].split(";"):
                         if statement.strip():
@@ -224,14 +232,7 @@ class SQLiteStore:
     def lookup(self, digest: bytes) -> TokenRecord | None:
         """The live token with this digest: one indexed query."""
         try:
-            row = (
-                self._conn()
-                .execute(
-                    f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE digest = ? AND revoked = 0",  # noqa: S608 (constant column list)
-                    (digest,),
-                )
-                .fetchone()
-            )
+            row = self._conn().execute(_LOOKUP, (digest,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite lookup failed: {exc}") from None
         return None if row is None else _token(row)
@@ -329,15 +330,19 @@ class _SQLiteTransaction:
             audit_head=row[5],
         )
 
-    _TROOP = "SELECT id, account_id, name, created_at, audit_seq, audit_head FROM troops"
+    _TROOP = (
+        "SELECT id, account_id, name, created_at, audit_seq, audit_head FROM troops"
+    )
 
     def get_troop(self, troop_id: str) -> TroopRecord | None:
-        row = self._one(f"{self._TROOP} WHERE id = ? AND account_id = ?", troop_id, self.account_id)
+        row = self._one(
+            f"{self._TROOP} WHERE id = ? AND account_id = ?", troop_id, self.account_id
+        )
         return None if row is None else self._troop(row)
 
     def get_token(self, token_id: str) -> TokenRecord | None:
         row = self._one(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ? AND account_id = ?",  # noqa: S608 (constant column list)
+            f"{_SELECT_TOKEN} WHERE id = ? AND account_id = ?",
             token_id,
             self.account_id,
         )
@@ -355,13 +360,14 @@ class _SQLiteTransaction:
 
     def troops(self) -> list[TroopRecord]:
         rows = self._c.execute(
-            f"{self._TROOP} WHERE account_id = ? ORDER BY created_at, id", (self.account_id,)
+            f"{self._TROOP} WHERE account_id = ? ORDER BY created_at, id",
+            (self.account_id,),
         ).fetchall()
         return [self._troop(r) for r in rows]
 
     def attached_tokens(self, troop_id: str) -> list[TokenRecord]:
         rows = self._c.execute(
-            f"SELECT {', '.join('t.' + c.strip() for c in _TOKEN_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
+            f"SELECT {', '.join('t.' + c.strip() for c in _ROW_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
             "FROM attachments a JOIN tokens t ON t.id = a.token_id "
             "WHERE a.troop_id = ? AND t.account_id = ?",
             (troop_id, self.account_id),
@@ -370,8 +376,8 @@ class _SQLiteTransaction:
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
         rows = self._c.execute(
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens "  # noqa: S608 (constant column list)
-            "WHERE account_id = ? AND seated = 1 AND expires_ts IS NOT NULL "
+            f"{_SELECT_TOKEN} WHERE account_id = ? AND seated = 1 "
+            "AND expires_ts IS NOT NULL "
             "AND expires_ts <= ?",
             (self.account_id, now.timestamp()),
         ).fetchall()
@@ -424,7 +430,7 @@ class _SQLiteTransaction:
         old_troops = set() if old is None else set(json.loads(old[0]))
         try:
             self._c.execute(
-                f"INSERT INTO tokens ({_TOKEN_COLUMNS}, expires_ts) "  # noqa: S608 (constant column list)
+                f"INSERT INTO tokens ({_ROW_COLUMNS}, expires_ts) "  # noqa: S608 (constant column list)
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, "
                 "hint = excluded.hint, name = excluded.name, "
@@ -439,7 +445,9 @@ class _SQLiteTransaction:
                     record.hint,
                     record.name,
                     record.created_at.isoformat(),
-                    None if record.expires_at is None else record.expires_at.isoformat(),
+                    None
+                    if record.expires_at is None
+                    else record.expires_at.isoformat(),
                     _dump_grants(record.grants),
                     int(record.revoked),
                     int(record.seated),
@@ -473,7 +481,11 @@ class _SQLiteTransaction:
             )
 
     def append_audit(self, event: AuditEvent) -> None:
-        log = event.troop_id if event.troop_id is not None else _account_log(event.account_id)
+        log = (
+            event.troop_id
+            if event.troop_id is not None
+            else _account_log(event.account_id)
+        )
         self._c.execute(
             "INSERT INTO audit VALUES (?, ?, ?, ?)",
             (

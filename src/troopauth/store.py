@@ -162,7 +162,7 @@ class Transaction(Protocol):
         """Every token whose ``grants`` name *troop_id* (the core filters them)."""
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
-        """Tokens with ``seated`` true and ``expires_at <= now``: an index, not a scan."""
+        """Seated tokens with ``expires_at <= now``: from an index, not a scan."""
 
     def audit_events(self, troop_id: str | None) -> list[AuditEvent]:
         """A troop's audit log (``None``: the account's), oldest first."""
