@@ -46,75 +46,82 @@ def run_demo(db: str | None = None, out: TextIO | None = None) -> int:
             folder = stack.enter_context(tempfile.TemporaryDirectory())
             db = os.path.join(folder, "troopauth.db")
         store = stack.enter_context(SQLiteStore(db))
-        auth = TroopAuth(store)
         say(f"troopauth demo on SQLite file {db}")
         say()
-
-        acct = auth.create_account(seats=2, audit_log=True)
-        say(f"1. created account {acct.id} with 2 seats and the audit log on")
-        payments = auth.create_troop(acct.id, "payments")
-        infra = auth.create_troop(acct.id, "infra")
-        say(f"2. created troops 'payments' ({payments.id}) and 'infra' ({infra.id})")
-
-        pat = auth.issue_personal_token(acct.id)
-        owner = auth.authenticate(pat.value)
-        say(f"3. issued the personal access token {pat.hint} (shown once, never stored)")
-
-        grant = Grant(Permission.EDIT, Scope.parse("key:deploy"))
-        ci = auth.issue_token(owner, payments.id, grant, name="ci")
-        say(f"4. issued troop token 'ci' {ci.hint} in payments with grant: {grant}")
-        say(f"   value (shown once): {ci.value}")
-
-        def verify(value: str, key: str | None) -> str:
-            return _outcome(
-                lambda: auth.verify(value, payments.id, Permission.EDIT, key=key)
-            )
-
-        say(f"5. verify EDIT on key 'deploy'  -> {verify(ci.value, 'deploy')}")
-        say(f"   verify EDIT on key 'billing' -> {verify(ci.value, 'billing')}")
-        say(f"   verify EDIT troop-level      -> {verify(ci.value, None)}")
-
-        auth.attach(owner, ci.token_id, infra.id, Grant.parse("view", "key:prod/*"))
-        pool = auth.seats(acct.id)
-        say(
-            "6. attached 'ci' to infra with VIEW on key:prod/*; seats used "
-            f"{pool.used} of {pool.capacity} (one token, one seat)"
-        )
-
-        again = auth.rotate(owner, ci.token_id)
-        say(f"7. rotated 'ci': same id {again.token_id}, new value {again.hint}")
-        say(f"   old value on 'deploy' -> {verify(ci.value, 'deploy')}")
-        say(f"   new value on 'deploy' -> {verify(again.value, 'deploy')}")
-
-        listing = ", ".join(f"{t.name} {t.hint}" for t in auth.tokens(payments.id))
-        say(f"8. tokens attached to payments: {listing}")
-
-        auth.revoke(owner, ci.token_id)
-        pool = auth.seats(acct.id)
-        say(f"9. revoked 'ci' -> verify says {verify(again.value, 'deploy')}")
-        say(f"   seats used {pool.used} of {pool.capacity}, {pool.free} free")
-
-        auth.add_member(owner, payments.id, "alice", Grant.parse("view", "*"))
-        alice = auth.member(acct.id, "alice")
-        say(
-            "10. member alice (VIEW on payments): authorize VIEW -> "
-            + _outcome(lambda: auth.authorize(alice, payments.id, Permission.VIEW))
-            + "; authorize MANAGE -> "
-            + _outcome(lambda: auth.authorize(alice, payments.id, Permission.MANAGE))
-        )
-
-        say("11. audit trail of payments (hash-chained):")
-        for event in auth.audit_log(payments.id):
-            who = event.token_id or event.member_id
-            say(
-                f"    #{event.seq} {event.at:%H:%M:%S} {event.action.value:<14} "
-                f"by {event.actor} on {who} grant: {event.grant}  {event.hash[:12]}…"
-            )
-        broken = auth.check_audit_log(payments.id)
-        say(f"    chain check: {'intact' if broken is None else f'broken at #{broken}'}")
+        _story(TroopAuth(store), say)
         say()
         say("done: every step above was a real call on the SQLite store.")
     return 0
+
+
+def _story(auth: TroopAuth, say: Callable[[str], None]) -> None:
+    """Each step of DESIGN.md's story, printing what the calls answered."""
+    acct = auth.create_account(seats=2, audit_log=True)
+    say(f"1. created account {acct.id} with 2 seats and the audit log on")
+    payments = auth.create_troop(acct.id, "payments")
+    infra = auth.create_troop(acct.id, "infra")
+    say(f"2. created troops 'payments' ({payments.id}) and 'infra' ({infra.id})")
+
+    pat = auth.issue_personal_token(acct.id)
+    owner = auth.authenticate(pat.value)
+    say(f"3. issued the personal access token {pat.hint} (shown once, never stored)")
+
+    grant = Grant(Permission.EDIT, Scope.parse("key:deploy"))
+    ci = auth.issue_token(owner, payments.id, grant, name="ci")
+    say(f"4. issued troop token 'ci' {ci.hint} in payments with grant: {grant}")
+    say(f"   value (shown once): {ci.value}")
+
+    def verify(value: str, key: str | None) -> str:
+        return _outcome(
+            lambda: auth.verify(value, payments.id, Permission.EDIT, key=key)
+        )
+
+    say(f"5. verify EDIT on key 'deploy'  -> {verify(ci.value, 'deploy')}")
+    say(f"   verify EDIT on key 'billing' -> {verify(ci.value, 'billing')}")
+    say(f"   verify EDIT troop-level      -> {verify(ci.value, None)}")
+
+    auth.attach(owner, ci.token_id, infra.id, Grant.parse("view", "key:prod/*"))
+    pool = auth.seats(acct.id)
+    say(
+        "6. attached 'ci' to infra with VIEW on key:prod/*; seats used "
+        f"{pool.used} of {pool.capacity} (one token, one seat)"
+    )
+
+    again = auth.rotate(owner, ci.token_id)
+    say(f"7. rotated 'ci': same id {again.token_id}, new value {again.hint}")
+    say(f"   old value on 'deploy' -> {verify(ci.value, 'deploy')}")
+    say(f"   new value on 'deploy' -> {verify(again.value, 'deploy')}")
+
+    listing = ", ".join(f"{t.name} {t.hint}" for t in auth.tokens(payments.id))
+    say(f"8. tokens attached to payments: {listing}")
+
+    auth.revoke(owner, ci.token_id)
+    pool = auth.seats(acct.id)
+    say(f"9. revoked 'ci' -> verify says {verify(again.value, 'deploy')}")
+    say(f"   seats used {pool.used} of {pool.capacity}, {pool.free} free")
+
+    auth.add_member(owner, payments.id, "alice", Grant.parse("view", "*"))
+    alice = auth.member(acct.id, "alice")
+    say(
+        "10. member alice (VIEW on payments): authorize VIEW -> "
+        + _outcome(lambda: auth.authorize(alice, payments.id, Permission.VIEW))
+        + "; authorize MANAGE -> "
+        + _outcome(lambda: auth.authorize(alice, payments.id, Permission.MANAGE))
+    )
+
+    say("11. audit trail of payments (hash-chained):")
+    _print_audit(auth, payments.id, say)
+
+
+def _print_audit(auth: TroopAuth, troop_id: str, say: Callable[[str], None]) -> None:
+    for event in auth.audit_log(troop_id):
+        who = event.token_id or event.member_id
+        say(
+            f"    #{event.seq} {event.at:%H:%M:%S} {event.action.value:<14} "
+            f"by {event.actor} on {who} grant: {event.grant}  {event.hash[:12]}…"
+        )
+    broken = auth.check_audit_log(troop_id)
+    say(f"    chain check: {'intact' if broken is None else f'broken at #{broken}'}")
 
 
 def _stdout_write(text: str) -> int:

@@ -8,9 +8,9 @@ import attrs
 
 from .errors import InvalidArgument
 
-__all__ = ["Scope", "check_key_name"]
+__all__ = ["MAX_KEY_LENGTH", "Scope", "check_key_name", "is_key_name"]
 
-_MAX_KEY = 256
+MAX_KEY_LENGTH = 256
 _FORBIDDEN = frozenset(",*")
 
 
@@ -19,8 +19,8 @@ def _key_problem(name: object) -> str | None:
         return f"must be a string, not {type(name).__name__}"
     if not name:
         return "must not be empty"
-    if len(name) > _MAX_KEY:
-        return f"must be at most {_MAX_KEY} characters"
+    if len(name) > MAX_KEY_LENGTH:
+        return f"must be at most {MAX_KEY_LENGTH} characters"
     for ch in name:
         if ch in _FORBIDDEN or ch.isspace() or not ch.isprintable():
             return f"must not hold {ch!r}"
@@ -41,9 +41,10 @@ def check_key_name(name: object) -> str:
 
 
 def is_key_name(name: str) -> bool:
-    """Cheap validity test for the verify path (no exception, no allocation)."""
+    """Cheap validity test (no exception, no allocation); the verify path
+    inlines the same test."""
     return (
-        0 < len(name) <= _MAX_KEY
+        0 < len(name) <= MAX_KEY_LENGTH
         and name.isprintable()
         and " " not in name
         and "," not in name
