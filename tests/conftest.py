@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Verbosity, settings
 
 from troopauth import MemoryStore, SQLiteStore, TroopAuth
 
@@ -24,7 +24,9 @@ settings.register_profile(
     print_blob=True,
 )
 settings.register_profile("dev", max_examples=60, deadline=None)
-settings.register_profile("debug", max_examples=10, deadline=None, verbosity=2)
+settings.register_profile(
+    "debug", max_examples=10, deadline=None, verbosity=Verbosity.verbose
+)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 )

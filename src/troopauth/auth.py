@@ -27,7 +27,7 @@ from .models import (
 )
 from .permission import Permission
 from .scope import MAX_KEY_LENGTH
-from .store import Store, TokenRecord
+from .store import Store
 from .tokens import (
     PREFIX,
     VALUE_LENGTH,
@@ -77,9 +77,7 @@ def _bad_call(value: object, troop_id: object, permission: object, key: object) 
 
 
 def _make_verify(
-    lookup: Callable[[bytes], TokenRecord | None],
-    now_ts: Callable[[], float],
-    check_checksum: bool,
+    store: Store, now_ts: Callable[[], float], check_checksum: bool
 ) -> _Verify:
     """Build the verify function once, closing over everything it reads.
 
@@ -90,6 +88,7 @@ def _make_verify(
     that never expire; no allocation on success (the principal is stored).
     """
     length, prefix, max_key = VALUE_LENGTH, PREFIX, MAX_KEY_LENGTH
+    lookup = store.lookup
 
     def verify(
         value: str, troop_id: str, permission: Permission, key: str | None = None
@@ -103,6 +102,11 @@ def _make_verify(
                 raise InvalidToken
             wanted = sha256(value.encode()).digest()
             token = lookup(wanted)
+            if token is None:
+                # A miss: if the store swapped its lookup since (MemoryStore
+                # does on close()), ask the current one, which may raise.
+                current = store.lookup
+                token = None if current is lookup else current(wanted)
             if (
                 token is None
                 or token.revoked
@@ -147,7 +151,6 @@ class TroopAuth:
         self, store: Store, *, clock: Callable[[], datetime] | None = None
     ) -> None:
         self._store = store
-        self._lookup = store.lookup
         self._check_checksum = not getattr(store, "cheap_lookup", False)
         if clock is None:
             self._clock: Callable[[], datetime] = _utc_now
@@ -157,7 +160,7 @@ class TroopAuth:
                 raise InvalidArgument("clock must be a zero-argument callable")
             self._clock = clock
             self._now_ts = lambda: self._now().timestamp()
-        self._verify = _make_verify(self._lookup, self._now_ts, self._check_checksum)
+        self._verify = _make_verify(store, self._now_ts, self._check_checksum)
         # The hot path: calling the closure straight from the instance saves a
         # frame per call (the method above documents it and delegates to it).
         self.verify = self._verify  # type: ignore[method-assign]  # see above
@@ -198,7 +201,7 @@ class TroopAuth:
         if self._check_checksum and not has_valid_checksum(value):
             raise InvalidToken
         wanted = digest(value)
-        token = self._lookup(wanted)
+        token = self._store.lookup(wanted)
         if token is None or token.revoked or not compare_digest(token.digest, wanted):
             raise InvalidToken
         if token.expires_ts is not None and self._now_ts() >= token.expires_ts:

@@ -7,6 +7,8 @@ or echoes a token value (the verify path raises one opaque
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AccessDenied",
     "InvalidArgument",
@@ -18,8 +20,27 @@ __all__ = [
 ]
 
 
+_VALUE = re.compile(r"cpt_pat_[0-9A-Za-z]*")
+
+
+def redact(text: str) -> str:
+    """*text* with anything shaped like a token value replaced.
+
+    Messages name the ids and names a caller passed; a caller who pasted a
+    token value where an id or a scope belongs must not see it echoed.
+    """
+    return _VALUE.sub("cpt_pat_<redacted>", text)
+
+
 class TroopAuthError(Exception):
-    """Root of every error troopauth raises on purpose."""
+    """Root of every error troopauth raises on purpose.
+
+    Its message never holds a token value: string arguments pass through
+    :func:`redact`.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class InvalidToken(TroopAuthError):  # noqa: N818 (public name fixed by the design)

@@ -1,0 +1,609 @@
+"""SQLiteStore specifics: pragmas, schema, durability, and races for the last seat
+between threads and between processes sharing one file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from troopauth import (
+    AuditAction,
+    Grant,
+    InvalidToken,
+    Permission,
+    Principal,
+    Scope,
+    SeatsExhausted,
+    SQLiteStore,
+    StoreError,
+    TroopAuth,
+)
+from troopauth.tokens import digest
+
+GRANT = Grant(Permission.EDIT, Scope.parse("key:deploy"))
+THREADS = 16
+THREAD_CAPACITY = 5
+PROCESSES = 6
+ISSUES_PER_PROCESS = 3
+PROCESS_CAPACITY = 7
+
+
+@attrs.frozen
+class Setup:
+    """An account with a PAT and one troop, ready for management calls."""
+
+    account_id: str
+    troop_id: str
+    pat_value: str
+    owner: Principal
+
+
+def _setup(auth: TroopAuth, *, seats: int = 5, audit_log: bool = True) -> Setup:
+    acct = auth.create_account(seats=seats, audit_log=audit_log)
+    troop = auth.create_troop(acct.id, "payments")
+    pat = auth.issue_personal_token(acct.id)
+    return Setup(acct.id, troop.id, pat.value, auth.authenticate(pat.value))
+
+
+def _pragmas(store: SQLiteStore) -> tuple[str, int, int]:
+    conn = store._conn()
+    journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    return journal, synchronous, foreign_keys
+
+
+def _in_thread(fn: Callable[[], Any]) -> Any:
+    """Run *fn* in a fresh thread (so it gets its own connection); return its result."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(fn()))
+    thread.start()
+    thread.join(timeout=30)
+    assert box, "the thread did not finish"
+    return box[0]
+
+
+def _schema_versions(path: Path) -> list[int]:
+    conn = sqlite3.connect(path)
+    try:
+        return [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+    finally:
+        conn.close()
+
+
+def _tables(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {r[0] for r in rows}
+    finally:
+        conn.close()
+
+
+def _open_fds_on(path: Path) -> int:
+    target = os.path.realpath(path)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == target:
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where the test's database file lives."""
+    return tmp_path / "troopauth.db"
+
+
+class TestPragmas:
+    """Every connection runs WAL, synchronous=FULL and enforces foreign keys."""
+
+    def test_first_connection(self, db: Path) -> None:
+        """The connection that opened the store has all three pragmas set."""
+        with SQLiteStore(db) as store:
+            assert _pragmas(store) == ("wal", 2, 1)
+
+    def test_connection_of_another_thread(self, db: Path) -> None:
+        """A thread's own connection has the pragmas too (they are per connection)."""
+        with SQLiteStore(db) as store:
+            main_conn = store._conn()
+            other = _in_thread(lambda: (store._conn(), _pragmas(store)))
+            assert other[0] is not main_conn
+            assert other[1] == ("wal", 2, 1)
+
+    def test_second_store_on_the_same_file(self, db: Path) -> None:
+        """A second store opening an existing file sets the pragmas again."""
+        with SQLiteStore(db), SQLiteStore(db) as second:
+            assert _pragmas(second) == ("wal", 2, 1)
+
+
+class TestSchema:
+    """The schema is versioned, migrated once, and a newer one is refused."""
+
+    def test_version_recorded(self, db: Path) -> None:
+        """A fresh file holds schema version 1 after open."""
+        SQLiteStore(db).close()
+        assert _schema_versions(db) == [1]
+
+    def test_reopen_does_not_remigrate(self, db: Path, clock: Any) -> None:
+        """Opening an existing file again keeps one version row and all the data."""
+        with SQLiteStore(db) as first:
+            s = _setup(TroopAuth(first, clock=clock))
+            issued = TroopAuth(first, clock=clock).issue_token(
+                s.owner, s.troop_id, GRANT
+            )
+            with SQLiteStore(db) as second:
+                again = TroopAuth(second, clock=clock)
+                assert (
+                    again.verify(
+                        issued.value, s.troop_id, Permission.EDIT, "deploy"
+                    ).token_id
+                    == issued.token_id
+                )
+                assert [t.token_id for t in again.tokens(s.troop_id)] == [
+                    issued.token_id
+                ]
+        with SQLiteStore(db) as third:
+            assert TroopAuth(third, clock=clock).seats(s.account_id).used == 1
+        assert _schema_versions(db) == [1]
+
+    def test_newer_schema_refused(self, db: Path) -> None:
+        """A file whose schema_version says 99 raises StoreError and is left as is."""
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (99)")
+        conn.commit()
+        conn.close()
+        with pytest.raises(StoreError, match="99"):
+            SQLiteStore(db)
+        assert _tables(db) == {"schema_version"}
+        assert _schema_versions(db) == [99]
+
+    def test_newer_schema_on_a_used_file_refused(self, db: Path) -> None:
+        """A troopauth file later migrated to version 99 is refused on open."""
+        SQLiteStore(db).close()
+        conn = sqlite3.connect(db)
+        conn.execute("INSERT INTO schema_version VALUES (99)")
+        conn.commit()
+        conn.close()
+        with pytest.raises(StoreError):
+            SQLiteStore(db)
+
+    @pytest.mark.skipif(
+        not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files"
+    )
+    def test_refused_open_leaves_no_file_open(self, db: Path) -> None:
+        """A store that refuses to open closes the connection it made."""
+        SQLiteStore(db).close()
+        conn = sqlite3.connect(db)
+        conn.execute("INSERT INTO schema_version VALUES (99)")
+        conn.commit()
+        conn.close()
+        before = _open_fds_on(db)
+        with pytest.raises(StoreError) as info:
+            SQLiteStore(db)
+        # The exception (and its traceback) are still alive here, as they would
+        # be in a caller's error handler.
+        assert info.value is not None
+        assert _open_fds_on(db) == before
+
+
+class TestDurability:
+    """What a call committed is still there after close and reopen."""
+
+    def test_everything_survives_reopen(self, db: Path, clock: Any) -> None:
+        """Accounts, troops, tokens, seats, members and audit logs survive a reopen."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=4)
+            other = auth.create_troop(s.account_id, "search")
+            kept = auth.issue_token(s.owner, s.troop_id, GRANT, name="kept")
+            auth.attach(s.owner, kept.token_id, other.id, GRANT)
+            rotated = auth.issue_token(s.owner, s.troop_id, GRANT, name="rotated")
+            clock.advance(seconds=1)
+            renewed = auth.rotate(s.owner, rotated.token_id)
+            auth.add_member(s.owner, s.troop_id, "alice", GRANT)
+            before = (
+                auth.seats(s.account_id),
+                auth.tokens(s.troop_id),
+                auth.tokens(other.id),
+                auth.audit_log(s.troop_id),
+                auth.audit_log(other.id),
+                auth.account_audit_log(s.account_id),
+                auth.member(s.account_id, "alice"),
+            )
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            after = (
+                auth.seats(s.account_id),
+                auth.tokens(s.troop_id),
+                auth.tokens(other.id),
+                auth.audit_log(s.troop_id),
+                auth.audit_log(other.id),
+                auth.account_audit_log(s.account_id),
+                auth.member(s.account_id, "alice"),
+            )
+            assert after == before
+            assert after[0].used == 2
+            assert auth.check_audit_log(s.troop_id) is None
+            assert auth.check_audit_log(other.id) is None
+            assert auth.check_account_audit_log(s.account_id) is None
+            assert auth.authenticate(s.pat_value) == s.owner
+            assert (
+                auth.verify(kept.value, other.id, Permission.EDIT, "deploy").token_id
+                == kept.token_id
+            )
+            assert (
+                auth.verify(
+                    renewed.value, s.troop_id, Permission.EDIT, "deploy"
+                ).token_id
+                == renewed.token_id
+            )
+            with pytest.raises(InvalidToken):
+                auth.verify(rotated.value, s.troop_id, Permission.EDIT, "deploy")
+
+    def test_revoke_survives_reopen(self, db: Path, clock: Any) -> None:
+        """A revoke that returned is still in force on a fresh store of the file."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=2)
+            issued = auth.issue_token(s.owner, s.troop_id, GRANT)
+            auth.revoke(s.owner, issued.token_id)
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            with pytest.raises(InvalidToken):
+                auth.verify(issued.value, s.troop_id, Permission.EDIT, "deploy")
+            with pytest.raises(InvalidToken):
+                auth.authenticate(issued.value)
+            assert auth.seats(s.account_id).used == 0
+            assert auth.tokens(s.troop_id) == []
+            actions = [e.action for e in auth.audit_log(s.troop_id)]
+            assert actions == [AuditAction.ISSUE, AuditAction.REVOKE]
+
+    def test_revoke_seen_by_a_store_open_at_the_time(
+        self, db: Path, clock: Any
+    ) -> None:
+        """Another store already open on the file sees a revoke at once."""
+        with SQLiteStore(db) as writer, SQLiteStore(db) as reader:
+            auth = TroopAuth(writer, clock=clock)
+            watcher = TroopAuth(reader, clock=clock)
+            s = _setup(auth, seats=2)
+            issued = auth.issue_token(s.owner, s.troop_id, GRANT)
+            assert (
+                watcher.verify(
+                    issued.value, s.troop_id, Permission.EDIT, "deploy"
+                ).token_id
+                == issued.token_id
+            )
+            auth.revoke(s.owner, issued.token_id)
+            with pytest.raises(InvalidToken):
+                watcher.verify(issued.value, s.troop_id, Permission.EDIT, "deploy")
+
+
+_AFTER_CLOSE: dict[str, Callable[[SQLiteStore, TroopAuth, Setup, str], object]] = {
+    "lookup": lambda st, a, s, v: st.lookup(digest(v)),
+    "transaction": lambda st, a, s, v: st.transaction(s.account_id).__enter__(),
+    "troop_account": lambda st, a, s, v: st.troop_account(s.troop_id),
+    "verify": lambda st, a, s, v: a.verify(v, s.troop_id, Permission.EDIT, "deploy"),
+    "authenticate": lambda st, a, s, v: a.authenticate(v),
+    "issue_token": lambda st, a, s, v: a.issue_token(s.owner, s.troop_id, GRANT),
+    "create_troop": lambda st, a, s, v: a.create_troop(s.account_id, "more"),
+    "seats": lambda st, a, s, v: a.seats(s.account_id),
+    "tokens": lambda st, a, s, v: a.tokens(s.troop_id),
+    "audit_log": lambda st, a, s, v: a.audit_log(s.troop_id),
+}
+
+
+class TestClose:
+    """close() ends the store; ``with`` closes it."""
+
+    @pytest.mark.parametrize("call", sorted(_AFTER_CLOSE))
+    def test_any_call_after_close(self, db: Path, clock: Any, call: str) -> None:
+        """After close(), every store and facade call raises StoreError."""
+        store = SQLiteStore(db)
+        auth = TroopAuth(store, clock=clock)
+        s = _setup(auth)
+        issued = auth.issue_token(s.owner, s.troop_id, GRANT)
+        store.close()
+        with pytest.raises(StoreError):
+            _AFTER_CLOSE[call](store, auth, s, issued.value)
+
+    def test_close_reaches_every_thread(self, db: Path) -> None:
+        """A thread that used the store before close() gets StoreError afterwards."""
+        store = SQLiteStore(db)
+        _in_thread(lambda: store.troop_account("none"))
+        store.close()
+        outcome = _in_thread(lambda: _raises(lambda: store.troop_account("none")))
+        assert isinstance(outcome, StoreError)
+
+    def test_with_closes(self, db: Path) -> None:
+        """``with SQLiteStore(path) as s`` yields the store and closes it on exit."""
+        with SQLiteStore(db) as store:
+            assert isinstance(store, SQLiteStore)
+            assert store.troop_account("none") is None
+        with pytest.raises(StoreError):
+            store.lookup(b"\0" * 32)
+
+    def test_with_closes_on_error(self, db: Path) -> None:
+        """The store is closed even when the ``with`` body raises."""
+        store = SQLiteStore(db)
+        with pytest.raises(RuntimeError), store:
+            raise RuntimeError("boom")
+        with pytest.raises(StoreError):
+            store.lookup(b"\0" * 32)
+
+
+def _raises(fn: Callable[[], object]) -> BaseException | None:
+    try:
+        fn()
+    except Exception as exc:
+        return exc
+    return None
+
+
+# -- races -------------------------------------------------------------------------
+
+
+def _race(
+    issue: Callable[[], str], *, threads: int
+) -> tuple[list[str], list[BaseException]]:
+    """Start *threads* threads together, each calling *issue* once."""
+    barrier = threading.Barrier(threads)
+    won: list[str] = []
+    lost: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=30)
+            won.append(issue())
+        except Exception as exc:
+            lost.append(exc)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not any(w.is_alive() for w in workers), "a racing thread hung"
+    return won, lost
+
+
+def _check_outcome(
+    auth: TroopAuth, s: Setup, won: list[str], lost: list[BaseException], capacity: int
+) -> None:
+    assert len(won) == capacity
+    assert len(set(won)) == capacity
+    assert all(isinstance(e, SeatsExhausted) for e in lost), lost
+    seats = auth.seats(s.account_id)
+    assert (seats.used, seats.free) == (capacity, 0)
+    assert sorted(t.token_id for t in auth.tokens(s.troop_id)) == sorted(won)
+    events = auth.audit_log(s.troop_id)
+    assert [e.action for e in events] == [AuditAction.ISSUE] * capacity
+    assert sorted(e.token_id or "" for e in events) == sorted(won)
+    assert auth.check_audit_log(s.troop_id) is None
+
+
+class TestThreadsRaceForSeats:
+    """Threads racing for the last seats: exactly the capacity wins."""
+
+    def test_one_shared_store(self, db: Path, clock: Any) -> None:
+        """16 threads over one SQLiteStore instance: exactly 5 issues succeed."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=THREAD_CAPACITY)
+
+            def issue() -> str:
+                return auth.issue_token(s.owner, s.troop_id, GRANT).token_id
+
+            won, lost = _race(issue, threads=THREADS)
+            assert len(lost) == THREADS - THREAD_CAPACITY
+            _check_outcome(auth, s, won, lost, THREAD_CAPACITY)
+
+    def test_a_store_per_thread(self, db: Path, clock: Any) -> None:
+        """16 threads each with its own SQLiteStore on the file: exactly 5 win."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=THREAD_CAPACITY)
+
+            def issue() -> str:
+                with SQLiteStore(db) as own:
+                    mine = TroopAuth(own, clock=clock)
+                    actor = mine.authenticate(s.pat_value)
+                    return mine.issue_token(actor, s.troop_id, GRANT).token_id
+
+            won, lost = _race(issue, threads=THREADS)
+            assert len(lost) == THREADS - THREAD_CAPACITY
+            _check_outcome(auth, s, won, lost, THREAD_CAPACITY)
+
+
+def _issue_in_process(
+    path: str,
+    pat_value: str,
+    troop_id: str,
+    start: Any,
+    results: Any,
+) -> None:
+    """Child process: open the file, wait for the others, try to issue 3 tokens."""
+    won: list[str] = []
+    exhausted = 0
+    other: list[str] = []
+    try:
+        with SQLiteStore(path) as store:
+            auth = TroopAuth(store)
+            actor = auth.authenticate(pat_value)
+            start.wait(timeout=30)
+            for _ in range(ISSUES_PER_PROCESS):
+                try:
+                    won.append(auth.issue_token(actor, troop_id, GRANT).token_id)
+                except SeatsExhausted:
+                    exhausted += 1
+    except Exception as exc:
+        other.append(repr(exc))
+    results.put((won, exhausted, other))
+
+
+class TestProcessesRaceForSeats:
+    """Processes sharing the file race for the last seats: exactly the capacity wins."""
+
+    @pytest.mark.slow
+    def test_spawned_processes(self, db: Path, clock: Any) -> None:
+        """6 processes trying 3 issues each on 7 seats: exactly 7 succeed."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=PROCESS_CAPACITY)
+        ctx = multiprocessing.get_context("spawn")
+        start = ctx.Barrier(PROCESSES)
+        results = ctx.Queue()
+        procs = [
+            ctx.Process(
+                target=_issue_in_process,
+                args=(str(db), s.pat_value, s.troop_id, start, results),
+            )
+            for _ in range(PROCESSES)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            outcomes = [results.get(timeout=60) for _ in procs]
+        finally:
+            for p in procs:
+                p.join(timeout=30)
+                if p.is_alive():  # pragma: no cover (only if a child hangs)
+                    p.kill()
+                    p.join()
+        assert all(p.exitcode == 0 for p in procs)
+        assert [o[2] for o in outcomes] == [[]] * PROCESSES
+        won = [token_id for o in outcomes for token_id in o[0]]
+        exhausted = sum(o[1] for o in outcomes)
+        assert len(won) == PROCESS_CAPACITY
+        assert exhausted == PROCESSES * ISSUES_PER_PROCESS - PROCESS_CAPACITY
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            _check_outcome(auth, s, won, [], PROCESS_CAPACITY)
+
+
+# -- transactions ------------------------------------------------------------------
+
+
+class DeliberateError(Exception):
+    """Raised inside a transaction on purpose."""
+
+
+def _write_then_raise(store: SQLiteStore, account_id: str, record: Any) -> None:
+    with store.transaction(account_id) as tx:
+        tx.put_token(record)
+        account = tx.get_account()
+        assert account is not None
+        tx.put_account(attrs.evolve(account, seats_used=account.seats_used + 1))
+        raise DeliberateError
+
+
+class TestTransaction:
+    """A transaction commits whole or not at all; a busy file is a StoreError."""
+
+    def test_raising_transaction_leaves_nothing(self, db: Path, clock: Any) -> None:
+        """put_token then an exception inside the transaction: nothing is stored."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=3)
+            template = auth.issue_token(s.owner, s.troop_id, GRANT)
+            existing = store.lookup(digest(template.value))
+            assert existing is not None
+            ghost_digest = digest("cpt_pat_" + "g" * 36)
+            ghost = attrs.evolve(existing, id="tok_ghost", digest=ghost_digest)
+            with pytest.raises(DeliberateError):
+                _write_then_raise(store, s.account_id, ghost)
+            assert store.lookup(ghost_digest) is None
+            with store.transaction(s.account_id, write=False) as tx:
+                assert tx.get_token("tok_ghost") is None
+                attached = {t.id for t in tx.attached_tokens(s.troop_id)}
+                assert existing.id in attached
+                assert "tok_ghost" not in attached
+            assert auth.seats(s.account_id).used == 1
+            # The connection is usable again: no transaction was left open.
+            auth.issue_token(s.owner, s.troop_id, GRANT)
+            assert auth.seats(s.account_id).used == 2
+
+    def test_raising_transaction_leaves_nothing_on_disk(
+        self, db: Path, clock: Any
+    ) -> None:
+        """A fresh store of the file does not see the rolled-back write either."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=3)
+            template = auth.issue_token(s.owner, s.troop_id, GRANT)
+            existing = store.lookup(digest(template.value))
+            assert existing is not None
+            ghost_digest = digest("cpt_pat_" + "h" * 36)
+            ghost = attrs.evolve(existing, id="tok_ghost", digest=ghost_digest)
+            with pytest.raises(DeliberateError):
+                _write_then_raise(store, s.account_id, ghost)
+        with SQLiteStore(db) as again:
+            assert again.lookup(ghost_digest) is None
+            assert TroopAuth(again, clock=clock).seats(s.account_id).used == 1
+
+
+_BUSY_CALLS: dict[str, Callable[[TroopAuth, Setup], object]] = {
+    "issue_token": lambda a, s: a.issue_token(s.owner, s.troop_id, GRANT),
+    "create_troop": lambda a, s: a.create_troop(s.account_id, "more"),
+    "issue_personal_token": lambda a, s: a.issue_personal_token(s.account_id),
+    "add_member": lambda a, s: a.add_member(s.owner, s.troop_id, "bob", GRANT),
+    "create_account": lambda a, s: a.create_account(seats=1),
+}
+
+
+class TestBusyWriter:
+    """Another writer holding the file past the timeout yields StoreError."""
+
+    @pytest.mark.parametrize("call", sorted(_BUSY_CALLS))
+    def test_management_call_times_out(self, db: Path, clock: Any, call: str) -> None:
+        """With BEGIN IMMEDIATE held elsewhere, a change raises StoreError, not
+        sqlite3.OperationalError, and commits nothing."""
+        with SQLiteStore(db, timeout=0.2) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=3)
+            blocker = sqlite3.connect(db, isolation_level=None)
+            try:
+                blocker.execute("BEGIN IMMEDIATE")
+                with pytest.raises(StoreError) as info:
+                    _BUSY_CALLS[call](auth, s)
+                assert not isinstance(info.value, sqlite3.Error)
+                assert info.value.__cause__ is None
+                # Readers are not blocked by the writer (WAL).
+                assert auth.authenticate(s.pat_value) == s.owner
+                assert auth.seats(s.account_id).used == 0
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            _BUSY_CALLS[call](auth, s)
+
+    def test_refused_change_left_nothing(self, db: Path, clock: Any) -> None:
+        """After a timed-out issue, the seat and the token list are unchanged."""
+        with SQLiteStore(db, timeout=0.2) as store:
+            auth = TroopAuth(store, clock=clock)
+            s = _setup(auth, seats=1)
+            blocker = sqlite3.connect(db, isolation_level=None)
+            try:
+                blocker.execute("BEGIN IMMEDIATE")
+                with pytest.raises(StoreError):
+                    auth.issue_token(s.owner, s.troop_id, GRANT)
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            assert auth.seats(s.account_id).used == 0
+            assert auth.tokens(s.troop_id) == []
+            assert auth.audit_log(s.troop_id) == []
+            auth.issue_token(s.owner, s.troop_id, GRANT)
+            with pytest.raises(SeatsExhausted):
+                auth.issue_token(s.owner, s.troop_id, GRANT)
