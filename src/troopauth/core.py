@@ -256,7 +256,12 @@ def _audit(
 
 
 def _audit_account(
-    tx: Transaction, action: AuditAction, now: datetime, *, token_id: str
+    tx: Transaction,
+    action: AuditAction,
+    now: datetime,
+    *,
+    token_id: str,
+    actor: str = OWNER,
 ) -> None:
     account = _account(tx)
     if not account.audit_log:
@@ -268,11 +273,26 @@ def _audit_account(
         account_id=account.id,
         troop_id=None,
         action=action,
-        actor=OWNER,
+        actor=actor,
         token_id=token_id,
     )
     tx.append_audit(event)
     tx.put_account(attrs.evolve(account, audit_seq=event.seq, audit_head=event.hash))
+
+
+def _audit_change(
+    tx: Transaction,
+    token: TokenRecord,
+    action: AuditAction,
+    actor: Principal,
+    now: datetime,
+) -> None:
+    """A rotate or revoke: one event per attached troop; for a token attached
+    nowhere, one event in the account's log (so it still leaves a trace)."""
+    if token.grants:
+        _audit(tx, token.grants, action, actor.describe(), now, token_id=token.id)
+    else:
+        _audit_account(tx, action, now, token_id=token.id, actor=actor.describe())
 
 
 # -- account-level calls (no actor) ---------------------------------------
@@ -478,9 +498,7 @@ def rotate(
         token, digest=digest, hint=hint, generation=token.generation + 1
     )
     tx.put_token(token)
-    _audit(
-        tx, token.grants, AuditAction.ROTATE, actor.describe(), now, token_id=token.id
-    )
+    _audit_change(tx, token, AuditAction.ROTATE, actor, now)
     return token
 
 
@@ -507,9 +525,7 @@ def revoke(tx: Transaction, actor: Principal, token_id: str, now: datetime) -> N
     if token.seated:
         _free_seat(tx)
     tx.put_token(attrs.evolve(token, revoked=True, seated=False, grants=_NO_GRANTS))
-    _audit(
-        tx, token.grants, AuditAction.REVOKE, actor.describe(), now, token_id=token.id
-    )
+    _audit_change(tx, token, AuditAction.REVOKE, actor, now)
 
 
 def add_member(

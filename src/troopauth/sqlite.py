@@ -263,11 +263,14 @@ class SQLiteStore:
 
     def troop_account(self, troop_id: str) -> str | None:
         """The account a troop belongs to."""
-        row = (
-            self._conn()
-            .execute("SELECT account_id FROM troops WHERE id = ?", (troop_id,))
-            .fetchone()
-        )
+        try:
+            row = (
+                self._conn()
+                .execute("SELECT account_id FROM troops WHERE id = ?", (troop_id,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite lookup failed: {exc}") from None
         return None if row is None else str(row[0])
 
     def close(self) -> None:
