@@ -107,14 +107,24 @@ def seal(
 
 
 def first_broken(
-    events: Sequence[AuditEvent], head_seq: int, head_hash: str
+    events: Sequence[AuditEvent],
+    head_seq: int,
+    head_hash: str,
+    *,
+    log: tuple[str, str | None] | None = None,
 ) -> int | None:
     """``None`` if *events* is the intact chain ending at the head, else the
-    ``seq`` of the first event that is edited, missing or out of place."""
+    ``seq`` of the first event that is edited, missing or out of place.
+
+    *log* is the ``(account_id, troop_id)`` the events must belong to (``None``
+    for the troop: the account's own log), so that an event spliced in from
+    another log is caught where it stands.
+    """
     prev = GENESIS
     expected = 1
     for event in events:
-        if event.seq != expected or _hash_of(prev, event) != event.hash:
+        foreign = log is not None and (event.account_id, event.troop_id) != log
+        if foreign or event.seq != expected or _hash_of(prev, event) != event.hash:
             return expected
         prev = event.hash
         expected += 1

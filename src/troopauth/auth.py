@@ -370,7 +370,10 @@ class TroopAuth:
             if troop is None:
                 raise NotFound(f"no troop {troop_id!r}")
             return first_broken(
-                tx.audit_events(troop_id), troop.audit_seq, troop.audit_head
+                tx.audit_events(troop_id),
+                troop.audit_seq,
+                troop.audit_head,
+                log=(troop.account_id, troop.id),
             )
 
     def check_account_audit_log(self, account_id: str) -> int | None:
@@ -380,7 +383,10 @@ class TroopAuth:
             if account is None:
                 raise NotFound(f"no account {account_id!r}")
             return first_broken(
-                tx.audit_events(None), account.audit_seq, account.audit_head
+                tx.audit_events(None),
+                account.audit_seq,
+                account.audit_head,
+                log=(account.id, None),
             )
 
     def _troop_account(self, troop_id: str) -> str:

@@ -11,20 +11,30 @@ from .errors import InvalidArgument
 __all__ = ["MAX_KEY_LENGTH", "Scope", "check_key_name", "is_key_name"]
 
 MAX_KEY_LENGTH = 256
+#: A prefix leaves room for one more character: a 256-character "prefix"
+#: would cover only itself, an exact key spelled another way.
+_MAX_PREFIX = MAX_KEY_LENGTH - 1
 _FORBIDDEN = frozenset(",*")
 
 
-def _key_problem(name: object) -> str | None:
+def _key_problem(name: object, max_len: int = MAX_KEY_LENGTH) -> str | None:
     if not isinstance(name, str):
         return f"must be a string, not {type(name).__name__}"
     if not name:
         return "must not be empty"
-    if len(name) > MAX_KEY_LENGTH:
-        return f"must be at most {MAX_KEY_LENGTH} characters"
+    if len(name) > max_len:
+        return f"must be at most {max_len} characters"
     for ch in name:
         if ch in _FORBIDDEN or ch.isspace() or not ch.isprintable():
             return f"must not hold {ch!r}"
     return None
+
+
+def _check_name(name: object, what: str, max_len: int) -> None:
+    problem = _key_problem(name, max_len)
+    if problem is not None:
+        shown = repr(name[:40]) if isinstance(name, str) else type(name).__name__
+        raise InvalidArgument(f"{what} {shown} {problem}")
 
 
 def check_key_name(name: object) -> str:
@@ -33,11 +43,8 @@ def check_key_name(name: object) -> str:
     Key names are 1 to 256 printable characters with no comma, whitespace or
     ``*``.
     """
-    problem = _key_problem(name)
-    if problem is not None:
-        shown = repr(name[:40]) if isinstance(name, str) else type(name).__name__
-        raise InvalidArgument(f"key name {shown} {problem}")
-    return name  # type: ignore[return-value]  # _key_problem proved it is a str
+    _check_name(name, "key name", MAX_KEY_LENGTH)
+    return name  # type: ignore[return-value]  # _check_name proved it is a str
 
 
 def is_key_name(name: str) -> bool:
@@ -90,7 +97,7 @@ class Scope:
         for k in self.keys:
             check_key_name(k)
         for p in self.prefixes:
-            check_key_name(p)
+            _check_name(p, "key prefix", _MAX_PREFIX)
         if self.whole:
             keys: frozenset[str] = frozenset()
             prefixes: frozenset[str] = frozenset()
@@ -145,7 +152,7 @@ class Scope:
             name = pattern[4:]
             if name.endswith("*"):
                 prefix = name[:-1]
-                problem = _key_problem(prefix)
+                problem = _key_problem(prefix, _MAX_PREFIX)
                 if problem is not None:
                     raise InvalidArgument(
                         f"scope pattern {pattern[:40]!r}: the prefix {problem}"

@@ -12,6 +12,7 @@ troopauth's own use. The JSON-ready shapes are stable:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,23 @@ def _unstructure_permission(p: Permission) -> list[str]:
 def _structure_permission(value: Any, _: type) -> Permission:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument("a permission is a list of names")
+    if not value:
+        return Permission(0)
     return Permission.parse(",".join(value))
+
+
+def _strict(kind: type) -> Any:
+    """A structure hook that refuses other types instead of coercing them
+    (cattrs' default turns ``"no"`` into ``True`` and ``1.7`` into ``1``)."""
+
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not kind:
+            raise InvalidArgument(
+                f"expected {kind.__name__}, got {type(value).__name__}"
+            )
+        return value
+
+    return structure
 
 
 def _structure_datetime(value: Any, _: type) -> datetime:
@@ -60,6 +77,15 @@ def _structure_grant(value: Any, _: type) -> Grant:
     )
 
 
+def _structure_str_enum(value: Any, kind: type[enum.StrEnum]) -> enum.StrEnum:
+    if type(value) is not str:
+        raise InvalidArgument(f"expected text, got {type(value).__name__}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidArgument(f"not a {kind.__name__}: {value[:40]!r}") from None
+
+
 def make_converter() -> cattrs.Converter:
     """A new converter that (un)structures every public troopauth type."""
     conv = cattrs.Converter()
@@ -75,6 +101,11 @@ def make_converter() -> cattrs.Converter:
         },
     )
     conv.register_structure_hook(Grant, _structure_grant)
+    for kind in (str, int, bool):
+        conv.register_structure_hook(kind, _strict(kind))
+    # StrEnum comes before str in the MRO, so it needs its own hooks.
+    conv.register_structure_hook(enum.StrEnum, _structure_str_enum)
+    conv.register_unstructure_hook(enum.StrEnum, lambda e: e.value)
     conv.register_unstructure_hook(datetime, datetime.isoformat)
     conv.register_structure_hook(datetime, _structure_datetime)
     return conv
