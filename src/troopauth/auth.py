@@ -115,7 +115,11 @@ def _make_verify(
                 raise InvalidToken
             if token.expires_ts is not None and now_ts() >= token.expires_ts:
                 raise InvalidToken
-            grant = token.grants.get(troop_id)
+            grant = (
+                token.sole_grant
+                if troop_id == token.sole_troop
+                else token.grants.get(troop_id)
+            )
             if grant is None or permission not in grant._allowed:
                 raise AccessDenied("access denied")
             scope = grant.scope

@@ -17,7 +17,7 @@ import attrs
 
 from .audit import seal
 from .errors import AccessDenied, InvalidArgument, NotFound, SeatsExhausted
-from .grant import Grant
+from .grant import Grant, interned
 from .models import AuditAction, Kind, Principal, SeatPool, TokenInfo
 from .permission import Permission
 from .store import (
@@ -402,7 +402,7 @@ def issue_token(
         name=text,
         created_at=now,
         expires_at=expires_at,
-        grants=_freeze({troop.id: grant}),
+        grants=_freeze({troop.id: interned(grant)}),
         seated=True,
     )
     tx.put_token(token)
@@ -628,7 +628,7 @@ def _freeze(grants: dict[str, Grant]) -> Mapping[str, Grant]:
 def _with(
     grants: Mapping[str, Grant], troop_id: str, grant: Grant
 ) -> Mapping[str, Grant]:
-    return _freeze({**grants, troop_id: grant})
+    return _freeze({**grants, troop_id: interned(grant)})
 
 
 def _without(grants: Mapping[str, Grant], troop_id: str) -> Mapping[str, Grant]:

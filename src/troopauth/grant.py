@@ -8,15 +8,18 @@ from .errors import InvalidArgument
 from .permission import ALL_PERMISSIONS, Permission
 from .scope import Scope
 
-__all__ = ["Grant"]
+__all__ = ["Grant", "interned"]
 
 
-def _subsets(permission: Permission) -> frozenset[Permission]:
-    """Every non-empty permission set contained in *permission*."""
-    bits = permission.value
+def _subsets(bits: int) -> frozenset[Permission]:
+    """Every non-empty permission set contained in the set *bits*."""
     return frozenset(
         Permission(v) for v in range(1, ALL_PERMISSIONS.value + 1) if v & ~bits == 0
     )
+
+
+#: One shared frozenset per permission set (16 in all), not one per grant.
+_ALLOWED = tuple(_subsets(bits) for bits in range(ALL_PERMISSIONS.value + 1))
 
 
 @attrs.frozen(repr=False)
@@ -45,7 +48,7 @@ class Grant:
             raise InvalidArgument(
                 f"a grant's scope must be a Scope, not {type(self.scope).__name__}"
             )
-        object.__setattr__(self, "_allowed", _subsets(self.permission))
+        object.__setattr__(self, "_allowed", _ALLOWED[self.permission.value])
 
     @classmethod
     def full(cls) -> Grant:
@@ -81,3 +84,22 @@ class Grant:
 
 
 _FULL = Grant(ALL_PERMISSIONS, Scope.whole_troop())
+
+_INTERNED: dict[Grant, Grant] = {_FULL: _FULL}
+_MAX_INTERNED = 4096
+
+
+def interned(grant: Grant) -> Grant:
+    """The one shared object equal to *grant* (grants are values).
+
+    Tokens that hold equal grants then share one object, so a store of a
+    million tokens keeps a handful of grants, and the verify path finds them
+    in the CPU cache. The table is bounded: past its size it starts afresh
+    (sharing is an optimisation, never a rule).
+    """
+    found = _INTERNED.get(grant)
+    if found is None:
+        if len(_INTERNED) >= _MAX_INTERNED:
+            _INTERNED.clear()
+        _INTERNED[grant] = found = grant
+    return found

@@ -36,7 +36,8 @@ class Permission(enum.Flag):
         for part in parts:
             if not part:
                 continue
-            member = cls.__members__.get(part.upper())
+            # ASCII only: Unicode case mapping turns a dotless i (U+0131) into I.
+            member = cls.__members__.get(part.upper()) if part.isascii() else None
             if member is None:
                 names = ", ".join(m.lower() for m in cls.__members__)
                 raise InvalidArgument(
