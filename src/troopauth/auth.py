@@ -27,7 +27,7 @@ from .models import (
 )
 from .permission import Permission
 from .scope import MAX_KEY_LENGTH
-from .store import Store
+from .store import Store, TokenRecord
 from .tokens import (
     PREFIX,
     VALUE_LENGTH,
@@ -200,6 +200,15 @@ class TroopAuth:
 
     def authenticate(self, value: str) -> Principal:
         """The `Principal` a live token value stands for, or `InvalidToken`."""
+        return self._live(value).principal
+
+    def introspect(self, value: str) -> TokenInfo:
+        """What a live token value holds now (grants by troop, expiry; never a
+        secret), or `InvalidToken`. One lookup, like :meth:`authenticate`:
+        for callers that map a token's grants themselves (the MCP verifier)."""
+        return self._live(value).info()
+
+    def _live(self, value: object) -> TokenRecord:
         if not is_well_formed(value):
             raise InvalidToken
         if self._check_checksum and not has_valid_checksum(value):
@@ -210,7 +219,7 @@ class TroopAuth:
             raise InvalidToken
         if token.expires_ts is not None and self._now_ts() >= token.expires_ts:
             raise InvalidToken
-        return token.principal
+        return token
 
     def authorize(
         self,
