@@ -13,6 +13,7 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
 
 from troopauth import (
     AuditAction,
@@ -24,6 +25,7 @@ from troopauth import (
     TroopAuth,
 )
 from troopauth.audit import first_broken, seal
+from troopauth.postgres import PostgresStore
 from troopauth.serialization import converter
 from troopauth.store import GENESIS
 
@@ -169,10 +171,70 @@ class SQLiteLog(RawLog):
             )
 
 
+class PostgresLog(RawLog):
+    """A PostgresStore log: rows of ``<schema>.audit(log, seq, account_id, event
+    JSONB)``, changed through a connection of the store's pool."""
+
+    def __init__(self, store: PostgresStore, account_id: str, troop_id: str | None):
+        self._pool = store._pool
+        self._table = f'"{store.schema}".audit'
+        self._account_id = account_id
+        self._log = troop_id if troop_id is not None else f"account:{account_id}"
+
+    def _run(self, query: str, *args: object) -> list[tuple[Any, ...]]:
+        with self._pool.connection() as conn:
+            cur = conn.execute(query.replace("audit", self._table, 1), args)
+            return cur.fetchall() if cur.description else []
+
+    def _rows(self) -> list[tuple[int, Any]]:
+        return [
+            (r[0], r[1])
+            for r in self._run(
+                "SELECT seq, event FROM audit WHERE log = %s ORDER BY seq", self._log
+            )
+        ]
+
+    def events(self) -> list[AuditEvent]:
+        return [converter.structure(data, AuditEvent) for _, data in self._rows()]
+
+    def _put(self, seq: int, data: Any) -> None:
+        self._run(
+            "UPDATE audit SET event = %s WHERE log = %s AND seq = %s",
+            Jsonb(data),
+            self._log,
+            seq,
+        )
+
+    def edit(self, seq: int, /, **changes: Any) -> None:
+        event = next(e for e in self.events() if e.seq == seq)
+        self._put(seq, converter.unstructure(attrs.evolve(event, **changes)))
+
+    def drop(self, seq: int) -> None:
+        self._run("DELETE FROM audit WHERE log = %s AND seq = %s", self._log, seq)
+
+    def swap(self, i: int, j: int) -> None:
+        rows = dict(self._rows())
+        self._put(i, rows[j])
+        self._put(j, rows[i])
+
+    def rewrite(self, events: list[AuditEvent]) -> None:
+        self._run("DELETE FROM audit WHERE log = %s", self._log)
+        for position, event in enumerate(events, start=1):
+            self._run(
+                "INSERT INTO audit VALUES (%s, %s, %s, %s)",
+                self._log,
+                position,
+                self._account_id,
+                Jsonb(converter.unstructure(event)),
+            )
+
+
 def raw_log(store: object, account_id: str, troop_id: str | None) -> RawLog:
-    """The raw view of a log in either built-in store."""
+    """The raw view of a log in any built-in store."""
     if isinstance(store, MemoryStore):
         return MemoryLog(store, account_id, troop_id)
+    if isinstance(store, PostgresStore):
+        return PostgresLog(store, account_id, troop_id)
     assert isinstance(store, SQLiteStore)
     return SQLiteLog(store, account_id, troop_id)
 

@@ -11,6 +11,7 @@ value verifies to, and the audit logs.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from collections import Counter
@@ -21,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -48,7 +50,7 @@ from troopauth import (
     TroopAuthError,
 )
 
-from .conftest import FrozenClock
+from .conftest import FrozenClock, postgres_unreachable, require_postgres
 
 # -- the model ---------------------------------------------------------------
 
@@ -801,6 +803,37 @@ class SQLiteTokenLifecycle(TokenLifecycle):
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
+#: One schema for every PostgreSQL example of this run (each example works in
+#: accounts of its own), dropped by the module fixture below.
+_PG_SCHEMA = f"troopauth_stateful_{secrets.token_hex(4)}"
+
+
+class PostgresTokenLifecycle(TokenLifecycle):
+    """The same machine over PostgreSQL (skips outside CI without a server)."""
+
+    def make_store(self) -> Any:
+        """A PostgresStore on this run's schema."""
+        from troopauth.postgres import PostgresStore
+
+        return PostgresStore(require_postgres(), schema=_PG_SCHEMA, max_size=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_stateful_schema() -> Iterator[None]:
+    """Drop the PostgreSQL machine's schema once the module is done."""
+    yield
+    if postgres_unreachable() is None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(require_postgres(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(_PG_SCHEMA)
+                )
+            )
+
+
 _EXAMPLES = settings().max_examples  # the loaded profile's (settings.default)
 
 TestLifecycleOnMemory = TokenLifecycle.TestCase
@@ -817,4 +850,12 @@ TestLifecycleOnSQLite.__doc__ = (
 )
 TestLifecycleOnSQLite.settings = settings(
     max_examples=max(5, _EXAMPLES // 6), stateful_step_count=25
+)
+
+TestLifecycleOnPostgres = PostgresTokenLifecycle.TestCase
+TestLifecycleOnPostgres.__doc__ = (
+    "The token lifecycle agrees with the model on PostgresStore."
+)
+TestLifecycleOnPostgres.settings = settings(
+    max_examples=max(5, _EXAMPLES // 8), stateful_step_count=25
 )

@@ -106,7 +106,7 @@ def _make_verify(
                 # A miss: if the store swapped its lookup since (MemoryStore
                 # does on close()), ask the current one, which may raise.
                 current = store.lookup
-                token = None if current is lookup else current(wanted)
+                token = None if current == lookup else current(wanted)
             if (
                 token is None
                 or token.revoked

@@ -1,0 +1,90 @@
+"""A FastAPI dependency that requires a troop access token.
+
+``Depends(requires(troop=path_param("troop_id"), permission=Permission.USE,
+key=path_param("key")))`` gives the route the token's `Principal`, or answers
+for it: 401 with ``WWW-Authenticate: Bearer`` (no token) or ``Bearer
+error="invalid_token"``, 403 with ``Bearer error="insufficient_scope"``. The
+answer is raised as FastAPI's ``HTTPException`` (body ``{"detail": "<code>"}``,
+the same bytes as :func:`troopauth.asgi.json_error`), so an application's own
+exception handlers shape it like every other error; on a WebSocket route it is
+a ``WebSocketException`` closing with 1008.
+
+The dependency is also a security scheme: FastAPI lists it in the OpenAPI
+document (HTTP bearer), so the interactive docs offer an "Authorize" button.
+
+This is the only troopauth module that imports FastAPI; :mod:`troopauth.asgi`
+works with plain Starlette.
+"""
+
+from __future__ import annotations
+
+from fastapi.exceptions import HTTPException, WebSocketException
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.requests import HTTPConnection
+from fastapi.security.base import SecurityBase
+
+from .asgi import PRINCIPAL_KEY, Offload, Refusal, Requirement, Target, _guard_for
+from .auth import TroopAuth
+from .models import Principal
+from .permission import Permission
+
+__all__ = ["TokenRequirement", "requires"]
+
+
+class TokenRequirement(SecurityBase):
+    """A FastAPI dependency that returns the `Principal`; made by :func:`requires`."""
+
+    def __init__(
+        self, requirement: Requirement, *, scheme_name: str, description: str | None
+    ) -> None:
+        self._requirement = requirement
+        self.model = HTTPBearerModel(bearerFormat="troopauth", description=description)
+        self.scheme_name = scheme_name
+
+    def __repr__(self) -> str:
+        return f"TokenRequirement({self._requirement!r})"
+
+    async def __call__(self, connection: HTTPConnection) -> Principal:
+        """Verify the connection's bearer value, or raise the refusal."""
+        scope = connection.scope
+        requirement = self._requirement
+        outcome = await requirement.check(scope)
+        if isinstance(outcome, Refusal):
+            if scope["type"] == "websocket":
+                raise WebSocketException(code=1008, reason=outcome.detail)
+            raise HTTPException(
+                outcome.status,
+                detail=outcome.detail,
+                headers={"WWW-Authenticate": outcome.challenge},
+            )
+        scope[PRINCIPAL_KEY] = outcome
+        return outcome
+
+
+def requires(
+    *,
+    troop: Target,
+    permission: Permission | str,
+    key: Target | None = None,
+    auth: TroopAuth | None = None,
+    realm: str | None = None,
+    offload: Offload | None = None,
+    scheme_name: str = "troopauth",
+    description: str | None = None,
+) -> TokenRequirement:
+    """A dependency requiring *permission* on *key* in *troop*; use with ``Depends``.
+
+    The arguments are those of :func:`troopauth.asgi.require`: *troop* and
+    *key* are literals or :func:`~troopauth.asgi.path_param`; without ``auth``
+    the :class:`~troopauth.asgi.TroopAuthMiddleware` around the application
+    supplies ``auth``, ``realm`` and ``offload``. *scheme_name* and
+    *description* name the security scheme in the OpenAPI document. The body of
+    a refusal is FastAPI's (``{"detail": "<code>"}``); shape it with an
+    exception handler for ``HTTPException``.
+    """
+    requirement = Requirement(
+        troop, permission, key, _guard_for(auth, realm, None, offload)
+    )
+    return TokenRequirement(
+        requirement, scheme_name=scheme_name, description=description
+    )
