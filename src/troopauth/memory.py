@@ -7,11 +7,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from types import TracebackType
 
 from .errors import StoreError
 from .models import AuditEvent
-from .store import AccountRecord, MemberRecord, TokenRecord, TroopRecord
+from .store import (
+    AccountRecord,
+    ClosingStore,
+    MemberRecord,
+    TokenRecord,
+    TroopRecord,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -20,7 +25,7 @@ def _closed(_: bytes) -> TokenRecord | None:
     raise StoreError("the store is closed")
 
 
-class MemoryStore:
+class MemoryStore(ClosingStore):
     """Keeps everything in this process's memory; lost when the process ends.
 
     Writes take one lock and are applied at commit, all at once; the verify
@@ -74,17 +79,6 @@ class MemoryStore:
             self._is_closed = True
             self.lookup = _closed
             self._by_digest.clear()
-
-    def __enter__(self) -> MemoryStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __len__(self) -> int:
         """How many tokens are stored (any state)."""

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import lru_cache
-from types import TracebackType
 from typing import Any, Final
 
 import attrs
@@ -44,7 +43,13 @@ from .models import AuditEvent, Kind
 from .permission import Permission
 from .scope import Scope
 from .serialization import converter
-from .store import AccountRecord, MemberRecord, TokenRecord, TroopRecord
+from .store import (
+    AccountRecord,
+    ClosingStore,
+    MemberRecord,
+    TokenRecord,
+    TroopRecord,
+)
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -326,7 +331,7 @@ def _check_size(value: object, what: str, minimum: int) -> int:
     return value
 
 
-class PostgresStore:
+class PostgresStore(ClosingStore):
     """Keeps everything in PostgreSQL, for services on many machines that share
     one database.
 
@@ -627,17 +632,6 @@ class PostgresStore:
         self._is_closed = True
         if self._owns_pool and os.getpid() == self._pid:
             self._pool.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         # Never the DSN: it may hold a password.

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from types import TracebackType
 from typing import Any
 
 from .errors import StoreError
@@ -26,7 +25,13 @@ from .models import AuditEvent, Kind
 from .permission import Permission
 from .scope import Scope
 from .serialization import converter
-from .store import AccountRecord, MemberRecord, TokenRecord, TroopRecord
+from .store import (
+    AccountRecord,
+    ClosingStore,
+    MemberRecord,
+    TokenRecord,
+    TroopRecord,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -157,7 +162,7 @@ def _account_log(account_id: str) -> str:
     return f"account:{account_id}"
 
 
-class SQLiteStore:
+class SQLiteStore(ClosingStore):
     """Keeps everything in one SQLite file, safe for many threads and processes
     on one machine.
 
@@ -281,17 +286,6 @@ class SQLiteStore:
         for conn in connections:
             conn.close()
         self._local = threading.local()
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
-from types import MappingProxyType
-from typing import Protocol
+from types import MappingProxyType, TracebackType
+from typing import Protocol, Self
 
 import attrs
 
@@ -23,6 +23,7 @@ __all__ = [
     "GENESIS",
     "NO_GRANTS",
     "AccountRecord",
+    "ClosingStore",
     "MemberRecord",
     "Store",
     "TokenRecord",
@@ -218,3 +219,22 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
+
+
+class ClosingStore:
+    """Mix-in: ``with store:`` returns the store and closes it on the way out."""
+
+    def close(self) -> None:
+        """Release what the store holds; the subclass says what."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
