@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from troopauth import (
     StoreError,
     TroopAuth,
 )
+from troopauth import sqlite as sqlite_module
+from troopauth.sqlite import _MIGRATIONS, SCHEMA_VERSION
 from troopauth.tokens import digest
 
 GRANT = Grant(Permission.EDIT, Scope.parse("key:deploy"))
@@ -132,9 +135,9 @@ class TestSchema:
     """The schema is versioned, migrated once, and a newer one is refused."""
 
     def test_version_recorded(self, db: Path) -> None:
-        """A fresh file holds schema version 1 after open."""
+        """A fresh file holds every schema version, up to the current one."""
         SQLiteStore(db).close()
-        assert _schema_versions(db) == [1]
+        assert _schema_versions(db) == list(range(1, SCHEMA_VERSION + 1))
 
     def test_reopen_does_not_remigrate(self, db: Path, clock: Any) -> None:
         """Opening an existing file again keeps one version row and all the data."""
@@ -156,7 +159,37 @@ class TestSchema:
                 ]
         with SQLiteStore(db) as third:
             assert TroopAuth(third, clock=clock).seats(s.account_id).used == 1
+        assert _schema_versions(db) == list(range(1, SCHEMA_VERSION + 1))
+
+    def test_version_1_file_is_migrated(self, db: Path, clock: Any) -> None:
+        """A file written at schema version 1 opens migrated, its data whole:
+        tokens verify, the revoked stay revoked, seats and logs are kept."""
+        with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            for statement in _MIGRATIONS[1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (1)")
+        # Fill it through a store that knows only version 1.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sqlite_module, "SCHEMA_VERSION", 1)
+            with SQLiteStore(db) as old:
+                auth = TroopAuth(old, clock=clock)
+                s = _setup(auth)
+                kept = auth.issue_token(s.owner, s.troop_id, GRANT)
+                gone = auth.issue_token(s.owner, s.troop_id, GRANT)
+                auth.revoke(s.owner, gone.token_id)
+                events = auth.audit_log(s.troop_id)
         assert _schema_versions(db) == [1]
+        with SQLiteStore(db) as new:
+            auth = TroopAuth(new, clock=clock)
+            auth.verify(kept.value, s.troop_id, Permission.EDIT, "deploy")
+            with pytest.raises(InvalidToken):
+                auth.authenticate(gone.value)
+            assert auth.seats(s.account_id).used == 1
+            assert auth.audit_log(s.troop_id) == events
+            auth.rotate(s.owner, kept.token_id)  # writes work on the new table
+        assert _schema_versions(db) == list(range(1, SCHEMA_VERSION + 1))
 
     def test_newer_schema_refused(self, db: Path) -> None:
         """A file whose schema_version says 99 raises StoreError and is left as is."""

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -35,7 +36,7 @@ from .store import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -94,6 +95,33 @@ CREATE TABLE audit (
     PRIMARY KEY (log, seq)
 ) WITHOUT ROWID;
 """,
+    # 2: tokens keyed by digest (WITHOUT ROWID), so that verify's lookup is
+    # one B-tree search instead of the digest index and then the table.
+    2: """
+CREATE TABLE tokens_by_digest (
+    digest BLOB PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    kind TEXT NOT NULL,
+    hint TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    expires_ts REAL,
+    grants TEXT NOT NULL,
+    revoked INTEGER NOT NULL,
+    seated INTEGER NOT NULL,
+    generation INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO tokens_by_digest (digest, id, account_id, kind, hint, name,
+    created_at, expires_at, expires_ts, grants, revoked, seated, generation)
+    SELECT digest, id, account_id, kind, hint, name, created_at, expires_at,
+    expires_ts, grants, revoked, seated, generation FROM tokens;
+DROP TABLE tokens;
+ALTER TABLE tokens_by_digest RENAME TO tokens;
+CREATE INDEX tokens_seated_expiry ON tokens(account_id, expires_ts)
+    WHERE seated = 1 AND expires_ts IS NOT NULL;
+""",
 }
 
 _ROW_COLUMNS = (
@@ -117,8 +145,14 @@ def _dump_grants(grants: Mapping[str, Grant]) -> str:
     )
 
 
-def _load_grants(text: str) -> dict[str, Grant]:
+@lru_cache(maxsize=4096)
+def _load_grants(text: str) -> Mapping[str, Grant]:
+    """Tokens of one troop with one grant store the same text: decode it once.
+    (Records never mutate their grants, so sharing the mapping is safe.)"""
     return {t: _grant(bits, scope) for t, (bits, scope) in json.loads(text).items()}
+
+
+_KINDS = {k.value: k for k in Kind}
 
 
 def _dt(text: str | None) -> datetime | None:
@@ -126,20 +160,38 @@ def _dt(text: str | None) -> datetime | None:
 
 
 def _token(row: tuple[Any, ...]) -> TokenRecord:
+    expires_at = row[7]
     return TokenRecord(
         id=row[0],
         account_id=row[1],
-        kind=Kind(row[2]),
+        kind=_KINDS[row[2]],
         digest=row[3],
         hint=row[4],
         name=row[5],
-        created_at=datetime.fromisoformat(row[6]),
-        expires_at=_dt(row[7]),
+        created_at=_fromiso(row[6]),
+        expires_at=None if expires_at is None else _fromiso(expires_at),
         grants=_load_grants(row[8]),
-        revoked=bool(row[9]),
-        seated=bool(row[10]),
+        revoked=row[9] == 1,
+        seated=row[10] == 1,
         generation=row[11],
     )
+
+
+_fromiso = datetime.fromisoformat
+
+
+#: Stores of this process, so that a fork can make them reconnect in the child.
+_OPEN_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+#: Connections a forked child inherited: never used, never closed.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_OPEN_STORES):
+        store._forget_connections()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:
@@ -167,18 +219,29 @@ class SQLiteStore(ClosingStore):
     on one machine.
 
     ``timeout`` is how long (seconds) a change waits for another writer before
-    failing with `StoreError`.
+    failing with `StoreError`. ``mmap_size`` (bytes, default 1 GiB) is how much
+    of the file each connection reads through a memory map (SQLite's
+    ``PRAGMA mmap_size``; 0 turns it off): lookups by digest land anywhere in
+    the file, and a map spares each one its read() calls.
     """
 
     cheap_lookup = False
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 30.0,
+        mmap_size: int = 1 << 30,
+    ) -> None:
         self._path = os.fspath(path)
         self._timeout = timeout
+        self._mmap_size = int(mmap_size)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
         self._is_closed = False
+        _OPEN_STORES.add(self)
         try:
             self._migrate()
         except BaseException:
@@ -200,19 +263,29 @@ class SQLiteStore(ClosingStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # Reads by digest land anywhere in a large file: map it rather than
+            # read() page by page, and keep the index's upper levels cached.
+            conn.execute(f"PRAGMA mmap_size={self._mmap_size}")
+            conn.execute("PRAGMA cache_size=-16384")  # KiB, per connection
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database: {exc}") from None
         with self._guard:
             self._connections.append(conn)
         self._local.conn = conn
-        self._local.pid = os.getpid()
         return conn
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
+        if conn is None:
             return self._connect()
         return conn
+
+    def _forget_connections(self) -> None:
+        """In a forked child: the parent's connections must not be used, nor
+        closed (closing could disturb the parent's locks); keep them aside."""
+        _INHERITED.extend(self._connections)
+        self._connections = []
+        self._local = threading.local()
 
     def _migrate(self) -> None:
         conn = self._conn()
@@ -241,7 +314,11 @@ class SQLiteStore(ClosingStore):
     def lookup(self, digest: bytes) -> TokenRecord | None:
         """The live token with this digest: one indexed query."""
         try:
-            row = self._conn().execute(_LOOKUP, (digest,)).fetchone()
+            cursor = self._local.cursor  # this thread's, reused: no new cursor
+        except AttributeError:
+            cursor = self._local.cursor = self._conn().cursor()
+        try:
+            row = cursor.execute(_LOOKUP, (digest,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite lookup failed: {exc}") from None
         return None if row is None else _token(row)

@@ -106,20 +106,26 @@ class TokenRecord:
     generation: int = 0
 
     def __attrs_post_init__(self) -> None:
+        # Runs for every record a database store reads on the verify path:
+        # kept lean (one call for the principal, no iterator objects).
         setattr_ = object.__setattr__
         setattr_(
             self,
             "principal",
             Principal(self.kind, self.account_id, self.id, None, self.generation),
         )
+        expires_at = self.expires_at
         setattr_(
-            self,
-            "expires_ts",
-            None if self.expires_at is None else self.expires_at.timestamp(),
+            self, "expires_ts", None if expires_at is None else expires_at.timestamp()
         )
-        sole = next(iter(self.grants.items())) if len(self.grants) == 1 else None
-        setattr_(self, "sole_troop", None if sole is None else sole[0])
-        setattr_(self, "sole_grant", None if sole is None else sole[1])
+        grants = self.grants
+        if len(grants) == 1:
+            ((troop_id, grant),) = grants.items()
+            setattr_(self, "sole_troop", troop_id)
+            setattr_(self, "sole_grant", grant)
+        else:
+            setattr_(self, "sole_troop", None)
+            setattr_(self, "sole_grant", None)
 
     def info(self) -> TokenInfo:
         """The public view: no secret, no digest."""
