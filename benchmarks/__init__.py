@@ -1,4 +1,8 @@
-"""Benchmarks for troopauth's performance targets (run ``python -m benchmarks.verify``).
+"""Benchmarks for troopauth's performance targets.
 
-Timings live here, never in the test suite: see ``benchmarks/README.md``.
+``python -m benchmarks [SECTION ...]`` compares verify with the floor and its
+peers, and measures the stores at scale, writes and the ASGI middleware;
+``python -m benchmarks.verify`` is the first benchmark (verify against the
+floor, issue throughput). Timings live here, never in the test suite: see
+``benchmarks/README.md``.
 """

@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
-import os
-import platform
 import random
-import secrets
-import ssl
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import troopauth
 from troopauth import (
     Grant,
     MemoryStore,
@@ -35,7 +28,27 @@ from troopauth import (
     TroopAuth,
     core,
 )
-from troopauth.tokens import base62, digest, hint, new_value
+from troopauth.tokens import digest, hint, new_value
+
+from ._common import (
+    GRANT_MIX,
+    KEY,
+    PERMISSION,
+    SAMPLE,
+    SHARED_GRANTS,
+    Call,
+    Phases,
+    allowed_sets,
+    filesystem,
+    machine,
+    make_floor,
+    mark,
+    print_machine,
+    progress,
+    sample,
+    table,
+)
+from ._common import token_id as _token_id
 
 #: verify() may cost at most this many times the floor (DESIGN.md section 7).
 VERIFY_TARGET = 2.0
@@ -45,124 +58,13 @@ FLAT_TOLERANCE = 0.25
 #: Issues per second, with 100,000 tokens already in the account.
 ISSUE_TARGETS = {"MemoryStore": 20_000.0, "SQLiteStore": 1_000.0}
 
-#: Every benchmark call asks for EDIT on this key of the bench troop; each
-#: grant of the mix covers it, so every call succeeds.
-KEY = "prod/deploy"
-PERMISSION = Permission.EDIT
-#: The floor's one ``str.startswith``.
-FLOOR_PREFIX = "prod/"
-#: How many token values one timed pass cycles over.
-SAMPLE = 10_000
-
-_ALL = Permission.VIEW | Permission.USE | Permission.EDIT | Permission.MANAGE
-#: The grants the bench tokens hold, in turn: (kind, permissions, scope).
-GRANT_MIX: tuple[tuple[str, str, str], ...] = (
-    ("exact", "edit", "key:prod/deploy"),
-    ("exact", "view,edit", "key:prod/deploy,key:stripe-live"),
-    ("prefix", "edit", "key:prod/*"),
-    ("prefix", "use,edit", "key:prod/*,key:staging/*"),
-    ("whole", "edit", "*"),
-    ("whole", "view,use,edit,manage", "*"),
-)
-#: One shared Grant object per entry of the mix.
-SHARED_GRANTS = tuple(Grant.parse(p, s) for _, p, s in GRANT_MIX)
-
 # Bulk loading commits this many tokens per transaction. MemoryStore's
 # transaction looks through its own buffered writes for expired seated tokens
 # each time a seat is taken, so one huge transaction would be quadratic there.
 MEMORY_LOAD_BATCH = 1_000
 SQLITE_LOAD_BATCH = 10_000
 
-Call = Callable[[str, str, Permission, str], object]
-
-
-# -- output ------------------------------------------------------------------
-
-
-def progress(message: str) -> None:
-    """A progress line on stderr (the tables go to stdout)."""
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Plain-text columns: the first left-aligned, the others right-aligned."""
-    widths = [
-        max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
-        for i in range(len(headers))
-    ]
-
-    def line(cells: Sequence[str]) -> str:
-        out = [cells[0].ljust(widths[0])]
-        out += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join(out).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
-
-
-def mark(ok: bool) -> str:
-    """PASS or FAIL."""
-    return "PASS" if ok else "FAIL"
-
-
-class Phases:
-    """Wall-clock time of each phase of the run."""
-
-    def __init__(self) -> None:
-        self.done: list[tuple[str, float]] = []
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        progress(f"{name} ...")
-        start = time.perf_counter()
-        yield
-        took = time.perf_counter() - start
-        self.done.append((name, took))
-        progress(f"{name}: {took:.1f} s")
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                cpu = text.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu,
-        "openssl": ssl.OPENSSL_VERSION,
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "troopauth": troopauth.__version__,
-    }
-
-
-def filesystem(path: str) -> str:
-    """The filesystem type holding *path* (Linux), for reading fsync costs."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return "unknown"
-    best, kind = "", "unknown"
-    real = os.path.realpath(path)
-    for entry in mounts:
-        parts = entry.split()
-        if len(parts) >= 3 and real.startswith(parts[1]) and len(parts[1]) > len(best):
-            best, kind = parts[1], parts[2]
-    return kind
-
-
 # -- building a store fast ---------------------------------------------------
-
-
-def _token_id() -> str:
-    # The shape TroopAuth gives its token ids.
-    return f"tok_{base62(secrets.randbits(128), 22)}"
 
 
 class Loader:
@@ -242,30 +144,9 @@ class Loader:
 # -- table 1: verify() against the floor -------------------------------------
 
 
-def make_floor(table: dict[bytes, frozenset[Permission]]) -> Call:
-    """The bare floor, with verify's signature: one SHA-256, one dict lookup,
-    one set test, one ``str.startswith``."""
-    sha256 = hashlib.sha256
-    prefix = FLOOR_PREFIX
-
-    def floor(value: str, troop_id: str, permission: Permission, key: str) -> object:
-        allowed = table[sha256(value.encode()).digest()]
-        if permission in allowed and key.startswith(prefix):
-            return allowed
-        raise LookupError("floor: denied")
-
-    return floor
-
-
 def call_only(value: str, troop_id: str, permission: Permission, key: str) -> object:
     """Does nothing: the loop and call overhead that both sides pay."""
     return None
-
-
-def allowed_sets() -> list[frozenset[Permission]]:
-    """Per grant of the mix, the permission sets it allows (the floor's set)."""
-    combos = [Permission(v) for v in range(1, _ALL.value + 1)]
-    return [frozenset(p for p in combos if p in g.permission) for g in SHARED_GRANTS]
 
 
 def timed_pass(f: Call, values: Sequence[str], troop_id: str) -> int:
@@ -296,21 +177,6 @@ def compare(
     finally:
         gc.enable()
     return per_call
-
-
-def sample(values: Sequence[str], rng: random.Random) -> list[str]:
-    """SAMPLE values drawn from *values*: distinct if there are enough, else
-    each value about equally often; in random order either way.
-
-    Each is a fresh copy, as a request would bring it: the loop then does not
-    chase the originals, scattered across the whole store's memory.
-    """
-    if len(values) >= SAMPLE:
-        picked = rng.sample(values, SAMPLE)
-    else:
-        picked = [values[i % len(values)] for i in range(SAMPLE)]
-        rng.shuffle(picked)
-    return [v.encode().decode() for v in picked]
 
 
 def verify_table(
@@ -637,13 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases = Phases()
     rng = random.Random(args.seed)
     about = machine()
-    print("troopauth verify benchmark")
-    print(f"  platform:  {about['platform']}")
-    print(f"  python:    {about['python']} ({about['openssl']})")
-    print(f"  cpus:      {about['cpu_count']} x {about['cpu']}")
-    print(f"  load avg:  {' '.join(map(str, about['load_average']))} (at start)")
-    print(f"  troopauth: {about['troopauth']}")
-    sys.stdout.flush()
+    print_machine("troopauth verify benchmark", about)
 
     plan = (
         {"MemoryStore": (5, 500), "SQLiteStore": (3, 100)}
