@@ -155,10 +155,6 @@ def _load_grants(text: str) -> Mapping[str, Grant]:
 _KINDS = {k.value: k for k in Kind}
 
 
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 def _token(row: tuple[Any, ...]) -> TokenRecord:
     expires_at = row[7]
     return TokenRecord(
