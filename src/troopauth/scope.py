@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 
 import attrs
 
 from .errors import InvalidArgument
 
-__all__ = ["MAX_KEY_LENGTH", "Scope", "check_key_name", "is_key_name"]
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_SCOPE_TEXT",
+    "Scope",
+    "check_key_name",
+    "is_key_name",
+]
 
 MAX_KEY_LENGTH = 256
+#: The longest a scope's canonical text may be: one limit at every door
+#: (building, parsing, issuing, attaching, adding members), so whatever a
+#: store accepted it can read back.
+MAX_SCOPE_TEXT = 65_536
 #: A prefix leaves room for one more character: a 256-character "prefix"
 #: would cover only itself, an exact key spelled another way.
 _MAX_PREFIX = MAX_KEY_LENGTH - 1
@@ -61,14 +72,38 @@ def is_key_name(name: str) -> bool:
 
 def _minimal(
     keys: frozenset[str], prefixes: frozenset[str]
-) -> tuple[frozenset[str], frozenset[str]]:
-    """Drop every pattern that another pattern already covers."""
-    kept_prefixes = frozenset(
-        p for p in prefixes if not any(q != p and p.startswith(q) for q in prefixes)
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Drop every pattern that another pattern already covers: O(n log n).
+
+    Returns the kept keys and the kept prefixes, sorted. In sorted order the
+    strings that start with a prefix ``q`` form one run right after ``q``, so
+    a prefix is covered exactly when it starts with the last prefix kept; and
+    since the kept prefixes are then prefix-free, the only one that can cover
+    a key is the greatest kept prefix not above it (one bisection).
+    """
+    kept: list[str] = []
+    for p in sorted(prefixes):
+        if not (kept and p.startswith(kept[-1])):
+            kept.append(p)
+    return frozenset(k for k in keys if not _under(k, kept)), tuple(kept)
+
+
+def _under(name: str, prefixes: tuple[str, ...] | list[str]) -> bool:
+    """Whether *name* starts with one of the sorted, prefix-free *prefixes*."""
+    i = bisect_right(prefixes, name)
+    return i > 0 and name.startswith(prefixes[i - 1])
+
+
+def _text_length(keys: frozenset[str], prefixes: tuple[str, ...]) -> int:
+    """The length of the canonical text ``key:k,...,key:p*`` without building it."""
+    count = len(keys) + len(prefixes)
+    return (
+        sum(map(len, keys))
+        + sum(map(len, prefixes))
+        + 4 * len(keys)
+        + 5 * len(prefixes)
+        + max(count - 1, 0)
     )
-    ptuple = tuple(kept_prefixes)
-    kept_keys = frozenset(k for k in keys if not k.startswith(ptuple))
-    return kept_keys, kept_prefixes
 
 
 def _names(values: Iterable[str]) -> frozenset[str]:
@@ -101,15 +136,21 @@ class Scope:
         if self.whole:
             keys: frozenset[str] = frozenset()
             prefixes: frozenset[str] = frozenset()
+            ordered: tuple[str, ...] = ()
         else:
-            keys, prefixes = _minimal(self.keys, self.prefixes)
-            if not keys and not prefixes:
+            keys, ordered = _minimal(self.keys, self.prefixes)
+            if not keys and not ordered:
                 raise InvalidArgument(
                     "a scope covers something: '*' or at least one key pattern"
                 )
+            if _text_length(keys, ordered) > MAX_SCOPE_TEXT:
+                raise InvalidArgument(
+                    f"a scope's text is at most {MAX_SCOPE_TEXT:,} characters"
+                )
+            prefixes = frozenset(ordered)
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "prefixes", prefixes)
-        object.__setattr__(self, "_prefix_tuple", tuple(sorted(prefixes)))
+        object.__setattr__(self, "_prefix_tuple", ordered)
 
     # -- construction ----------------------------------------------------
 
@@ -134,8 +175,10 @@ class Scope:
             raise InvalidArgument(
                 f"scope text must be a string, not {type(text).__name__}"
             )
-        if len(text) > 64 * 1024:
-            raise InvalidArgument("scope text is longer than 64 KiB")
+        if len(text) > MAX_SCOPE_TEXT:
+            raise InvalidArgument(
+                f"scope text is longer than {MAX_SCOPE_TEXT:,} characters"
+            )
         whole = False
         keys: set[str] = set()
         prefixes: set[str] = set()
@@ -187,9 +230,9 @@ class Scope:
             return True
         if other.whole:
             return False
-        ptuple = self._prefix_tuple
-        return all(k in self.keys or k.startswith(ptuple) for k in other.keys) and all(
-            p.startswith(ptuple) for p in other.prefixes
+        mine, ptuple = self.keys, self._prefix_tuple
+        return all(k in mine or _under(k, ptuple) for k in other.keys) and all(
+            _under(p, ptuple) for p in other.prefixes
         )
 
     def __or__(self, other: Scope) -> Scope:
