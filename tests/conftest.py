@@ -33,7 +33,15 @@ POSTGRES_DSN = os.environ.get(
     "TROOPAUTH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 #: The tables a test may fill, children first (emptied before each test).
-POSTGRES_TABLES = ("attachments", "audit", "members", "tokens", "troops", "accounts")
+POSTGRES_TABLES = (
+    "attachments",
+    "member_troops",
+    "audit",
+    "members",
+    "tokens",
+    "troops",
+    "accounts",
+)
 
 settings.register_profile(
     "ci",

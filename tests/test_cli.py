@@ -311,8 +311,8 @@ class TestTokenCommands:
         )  # fmt: skip
         data = json.loads(_ok(attached))
         assert data["grants"] == {
-            world.troop_id: {"permission": ["EDIT"], "scope": "key:deploy,key:prod/*"},
-            world.other_id: {"permission": ["VIEW"], "scope": "key:prod/*"},
+            world.troop_id: {"permission": ["edit"], "scope": "key:deploy,key:prod/*"},
+            world.other_id: {"permission": ["view"], "scope": "key:prod/*"},
         }
         assert "value" not in data
         assert world.auth.seats(world.account_id).used == 1
@@ -374,7 +374,7 @@ class TestMemberCommands:
         assert json.loads(_ok(added)) == {
             "troop_id": world.troop_id,
             "member_id": "alice",
-            "grant": {"permission": ["VIEW"], "scope": "key:deploy"},
+            "grant": {"permission": ["view"], "scope": "key:deploy"},
         }
         alice = world.auth.member(world.account_id, "alice")
         world.auth.authorize(alice, world.troop_id, Permission.VIEW, "deploy")

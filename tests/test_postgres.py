@@ -309,17 +309,22 @@ def _open_in_process(dsn: str, schema: str, start: Any, results: Any) -> None:
         results.put(("error", repr(exc)))
 
 
+#: Every schema version a new store records, oldest first.
+ALL_VERSIONS = list(range(1, SCHEMA_VERSION + 1))
+
+
 class TestSchema:
     """The tables live in their own schema, versioned and migrated once."""
 
     def test_created_in_its_schema(self, postgres_dsn: str, new_schema: str) -> None:
-        """Opening creates the schema, every table and version 1."""
+        """Opening creates the schema, every table and every version up to the
+        newest."""
         PostgresStore(postgres_dsn, schema=new_schema).close()
         assert _tables(postgres_dsn, new_schema) == {
             "schema_version",
             *POSTGRES_TABLES,
         }
-        assert _versions(postgres_dsn, new_schema) == [SCHEMA_VERSION] == [1]
+        assert _versions(postgres_dsn, new_schema) == ALL_VERSIONS == [1, 2]
 
     def test_reopen_is_idempotent(
         self, postgres_dsn: str, new_schema: str, clock: FrozenClock
@@ -332,7 +337,7 @@ class TestSchema:
                 assert (
                     TroopAuth(again, clock=clock).authenticate(s.pat_value) == s.owner
                 )
-        assert _versions(postgres_dsn, new_schema) == [1]
+        assert _versions(postgres_dsn, new_schema) == ALL_VERSIONS
 
     def test_open_of_a_current_schema_takes_no_lock(
         self, postgres_dsn: str, new_schema: str
@@ -358,7 +363,7 @@ class TestSchema:
                 PostgresStore(postgres_dsn, schema=new_schema, timeout=0.3)
             assert _tables(postgres_dsn, new_schema) == set()
         PostgresStore(postgres_dsn, schema=new_schema).close()
-        assert _versions(postgres_dsn, new_schema) == [1]
+        assert _versions(postgres_dsn, new_schema) == ALL_VERSIONS
 
     @pytest.mark.slow
     def test_processes_opening_at_once(
@@ -378,7 +383,7 @@ class TestSchema:
         ]
         outcomes = _run_processes(procs, results)
         assert outcomes == [("ok", None)] * OPENERS
-        assert _versions(postgres_dsn, new_schema) == [1]
+        assert _versions(postgres_dsn, new_schema) == ALL_VERSIONS
         assert _tables(postgres_dsn, new_schema) == {
             "schema_version",
             *POSTGRES_TABLES,
@@ -401,13 +406,15 @@ class TestSchema:
     def test_newer_version_of_a_used_schema_refused(
         self, postgres_dsn: str, new_schema: str
     ) -> None:
-        """A troopauth schema later migrated to version 2 is refused on open."""
+        """A troopauth schema later migrated to a newer version is refused on
+        open."""
         PostgresStore(postgres_dsn, schema=new_schema).close()
         with _admin(postgres_dsn) as conn:
             conn.execute(
-                sql.SQL("INSERT INTO {} (version) VALUES (2)").format(
+                sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(
                     _ident(new_schema, "schema_version")
-                )
+                ),
+                (SCHEMA_VERSION + 1,),
             )
         with pytest.raises(StoreError, match="upgrade troopauth"):
             PostgresStore(postgres_dsn, schema=new_schema)

@@ -18,6 +18,7 @@ from troopauth import (
     Grant,
     IssuedToken,
     Kind,
+    Member,
     Permission,
     Principal,
     Scope,
@@ -36,6 +37,7 @@ INSTANCES: list[tuple[object, str]] = [
     (IssuedToken("tok", "value", "hint"), "value"),
     (TokenInfo("tok", "ci", "hint", {"t": Grant.full()}, NOW), "grants"),
     (SeatPool(3, 1), "used"),
+    (Member("t", "alice", Grant.full()), "grant"),
     (
         AuditEvent(1, NOW, "t", AuditAction.ISSUE, "personal:x", "tok", None, "0" * 64),
         "actor",

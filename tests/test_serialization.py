@@ -154,11 +154,14 @@ class TestShapes:
     """The documented JSON shapes."""
 
     def test_permission_is_list_of_names(self):
-        """A permission is a list of its names."""
+        """A permission is a list of its lower-case names (any case is read)."""
         assert converter.unstructure(Permission.VIEW | Permission.EDIT) == [
-            "VIEW",
-            "EDIT",
+            "view",
+            "edit",
         ]
+        assert converter.structure(["VIEW", "Edit"], Permission) == (
+            Permission.VIEW | Permission.EDIT
+        )
 
     def test_scope_is_canonical_text(self):
         """A scope is its canonical text."""
@@ -169,7 +172,7 @@ class TestShapes:
     def test_grant_is_mapping(self):
         """A grant is a mapping of permission names and scope text."""
         assert converter.unstructure(Grant.parse("view", "key:a")) == {
-            "permission": ["VIEW"],
+            "permission": ["view"],
             "scope": "key:a",
         }
 

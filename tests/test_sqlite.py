@@ -3,6 +3,7 @@ between threads and between processes sharing one file."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -19,6 +20,7 @@ from troopauth import (
     AuditAction,
     Grant,
     InvalidToken,
+    MemoryStore,
     Permission,
     Principal,
     Scope,
@@ -28,6 +30,7 @@ from troopauth import (
     TroopAuth,
 )
 from troopauth import sqlite as sqlite_module
+from troopauth.serialization import converter
 from troopauth.sqlite import _MIGRATIONS, SCHEMA_VERSION
 from troopauth.tokens import digest
 
@@ -56,8 +59,65 @@ def _setup(auth: TroopAuth, *, seats: int = 5, audit_log: bool = True) -> Setup:
     return Setup(acct.id, troop.id, pat.value, auth.authenticate(pat.value))
 
 
+def _write_version_1(path: Path, store: MemoryStore) -> None:
+    """A file in the schema version 1 layout holding what *store* holds, written
+    row by row as troopauth 0.1 wrote it."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in _MIGRATIONS[1].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        for a in store._accounts.values():
+            conn.execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (a.id, a.seats, int(a.audit_log), a.created_at.isoformat(),
+                 a.seats_used, a.personal_token_id, a.audit_seq, a.audit_head),
+            )  # fmt: skip
+        for t in store._troops.values():
+            conn.execute(
+                "INSERT INTO troops VALUES (?, ?, ?, ?, ?, ?)",
+                (t.id, t.account_id, t.name, t.created_at.isoformat(),
+                 t.audit_seq, t.audit_head),
+            )  # fmt: skip
+        for k in store._tokens.values():
+            conn.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (k.id, k.account_id, k.kind.value, k.digest, k.hint, k.name,
+                 k.created_at.isoformat(),
+                 None if k.expires_at is None else k.expires_at.isoformat(),
+                 k.expires_ts, sqlite_module._dump_grants(k.grants),
+                 int(k.revoked), int(k.seated), k.generation),
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO attachments VALUES (?, ?)",
+                [(troop_id, k.id) for troop_id in k.grants],
+            )
+        for m in store._members.values():
+            conn.execute(
+                "INSERT INTO members VALUES (?, ?, ?)",
+                (m.account_id, m.id, sqlite_module._dump_grants(m.grants)),
+            )
+        for (account_id, troop_id), events in store._audit.items():
+            log = troop_id or f"account:{account_id}"
+            conn.executemany(
+                "INSERT INTO audit VALUES (?, ?, ?, ?)",
+                [
+                    (log, e.seq, account_id, json.dumps(converter.unstructure(e)))
+                    for e in events
+                ],
+            )
+
+
 def _pragmas(store: SQLiteStore) -> tuple[str, int, int]:
-    conn = store._conn()
+    pair = store._take()
+    try:
+        return _conn_pragmas(pair[0])
+    finally:
+        store._give(pair)
+
+
+def _conn_pragmas(conn: sqlite3.Connection) -> tuple[str, int, int]:
     journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
     synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
     foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
@@ -117,13 +177,15 @@ class TestPragmas:
         with SQLiteStore(db) as store:
             assert _pragmas(store) == ("wal", 2, 1)
 
-    def test_connection_of_another_thread(self, db: Path) -> None:
-        """A thread's own connection has the pragmas too (they are per connection)."""
+    def test_every_pooled_connection(self, db: Path) -> None:
+        """Connections opened while others are busy have the pragmas too (they
+        are per connection)."""
         with SQLiteStore(db) as store:
-            main_conn = store._conn()
-            other = _in_thread(lambda: (store._conn(), _pragmas(store)))
-            assert other[0] is not main_conn
-            assert other[1] == ("wal", 2, 1)
+            pairs = [store._take() for _ in range(3)]
+            assert len({id(conn) for conn, _ in pairs}) == 3
+            assert [_conn_pragmas(conn) for conn, _ in pairs] == [("wal", 2, 1)] * 3
+            for pair in pairs:
+                store._give(pair)
 
     def test_second_store_on_the_same_file(self, db: Path) -> None:
         """A second store opening an existing file sets the pragmas again."""
@@ -163,32 +225,38 @@ class TestSchema:
 
     def test_version_1_file_is_migrated(self, db: Path, clock: Any) -> None:
         """A file written at schema version 1 opens migrated, its data whole:
-        tokens verify, the revoked stay revoked, seats and logs are kept."""
-        with closing(sqlite3.connect(db, isolation_level=None)) as conn:
-            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            for statement in _MIGRATIONS[1].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO schema_version VALUES (1)")
-        # Fill it through a store that knows only version 1.
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(sqlite_module, "SCHEMA_VERSION", 1)
-            with SQLiteStore(db) as old:
-                auth = TroopAuth(old, clock=clock)
-                s = _setup(auth)
-                kept = auth.issue_token(s.owner, s.troop_id, GRANT)
-                gone = auth.issue_token(s.owner, s.troop_id, GRANT)
-                auth.revoke(s.owner, gone.token_id)
-                events = auth.audit_log(s.troop_id)
+        tokens verify, the revoked stay revoked, seats and logs are kept, and
+        the listings (a troop's tokens oldest first, its members) are indexed."""
+        auth = TroopAuth(MemoryStore(), clock=clock)
+        s = _setup(auth)
+        kept = auth.issue_token(s.owner, s.troop_id, GRANT, name="kept")
+        clock.advance(seconds=1)
+        gone = auth.issue_token(s.owner, s.troop_id, GRANT)
+        auth.revoke(s.owner, gone.token_id)
+        clock.advance(seconds=1)
+        later = auth.issue_token(s.owner, s.troop_id, GRANT, name="later")
+        auth.add_member(s.owner, s.troop_id, "alice", GRANT)
+        events = auth.audit_log(s.troop_id)
+        _write_version_1(db, auth.store)
         assert _schema_versions(db) == [1]
         with SQLiteStore(db) as new:
-            auth = TroopAuth(new, clock=clock)
-            auth.verify(kept.value, s.troop_id, Permission.EDIT, "deploy")
+            again = TroopAuth(new, clock=clock)
+            again.verify(kept.value, s.troop_id, Permission.EDIT, "deploy")
             with pytest.raises(InvalidToken):
-                auth.authenticate(gone.value)
-            assert auth.seats(s.account_id).used == 1
-            assert auth.audit_log(s.troop_id) == events
-            auth.rotate(s.owner, kept.token_id)  # writes work on the new table
+                again.authenticate(gone.value)
+            assert again.seats(s.account_id).used == 2
+            assert again.audit_log(s.troop_id) == events
+            assert [t.token_id for t in again.tokens(s.troop_id)] == [
+                kept.token_id,
+                later.token_id,
+            ]
+            assert [t.token_id for t in again.tokens(s.troop_id, limit=1)] == [
+                kept.token_id
+            ]
+            assert [m.member_id for m in again.members(s.troop_id)] == ["alice"]
+            again.rotate(s.owner, kept.token_id)  # writes work on the new tables
+            again.remove_member(s.owner, s.troop_id, "alice")
+            assert again.members(s.troop_id) == []
         assert _schema_versions(db) == list(range(1, SCHEMA_VERSION + 1))
 
     def test_newer_schema_refused(self, db: Path) -> None:

@@ -18,6 +18,7 @@ from .models import AuditAction as AuditAction
 from .models import AuditEvent as AuditEvent
 from .models import IssuedToken as IssuedToken
 from .models import Kind as Kind
+from .models import Member as Member
 from .models import Principal as Principal
 from .models import SeatPool as SeatPool
 from .models import TokenInfo as TokenInfo
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidToken",
     "IssuedToken",
     "Kind",
+    "Member",
     "MemoryStore",
     "NotFound",
     "Permission",

@@ -20,6 +20,7 @@ from .models import (
     AuditEvent,
     IssuedToken,
     Kind,
+    Member,
     Principal,
     SeatPool,
     TokenInfo,
@@ -229,8 +230,7 @@ class TroopAuth:
         key: str | None = None,
     ) -> None:
         """Return if *principal*, as it is now, may do this; else `AccessDenied`."""
-        if not isinstance(principal, Principal):
-            raise InvalidArgument("principal must be a Principal")
+        core.check_principal(principal)
         now = self._now()
         with self._store.transaction(principal.account_id, write=False) as tx:
             core.authorize(tx, principal, troop_id, permission, key, now)
@@ -352,10 +352,48 @@ class TroopAuth:
 
     # -- reads -------------------------------------------------------------------
 
-    def tokens(self, troop_id: str) -> list[TokenInfo]:
-        """The troop tokens attached to a troop now, oldest first; no secrets."""
+    def tokens(
+        self, troop_id: str, *, limit: int | None = None, after: str | None = None
+    ) -> list[TokenInfo]:
+        """The troop tokens attached to a troop now, oldest first; no secrets.
+
+        Paginated: at most *limit* of them (``None``: all), starting after the
+        token whose id is *after*. A page shorter than *limit* is the last::
+
+            page = auth.tokens(troop_id, limit=100)
+            while page:
+                ...
+                page = auth.tokens(troop_id, limit=100, after=page[-1].token_id)
+        """
         with self._store.transaction(self._troop_account(troop_id), write=False) as tx:
-            return core.list_tokens(tx, troop_id)
+            return core.list_tokens(tx, troop_id, limit=limit, after=after)
+
+    def token(self, token_id: str) -> TokenInfo:
+        """One token, in any state (revoked and expired ones too); no secret."""
+        account_id = self._store.token_account(_id(token_id, "token id"))
+        if account_id is None:
+            raise NotFound(f"no token {token_id!r}")
+        with self._store.transaction(account_id, write=False) as tx:
+            return core.token_info(tx, token_id)
+
+    def troops(self, account_id: str) -> list[Troop]:
+        """Every troop of an account, oldest first."""
+        with self._store.transaction(_account_id(account_id), write=False) as tx:
+            return core.list_troops(tx)
+
+    def members(self, troop_id: str) -> list[Member]:
+        """The members holding a grant in a troop, ordered by member id."""
+        with self._store.transaction(self._troop_account(troop_id), write=False) as tx:
+            return core.list_members(tx, troop_id)
+
+    def set_seats(self, account_id: str, seats: int) -> SeatPool:
+        """Resize an account's seat pool (an account-level call, like
+        `create_troop`); never below the seats in use (`SeatsExhausted`)."""
+        now = self._now()
+        with self._store.transaction(_account_id(account_id)) as tx:
+            pool = core.set_seats(tx, seats, now)
+        log.debug("account %s now has %d seats", account_id, pool.capacity)
+        return pool
 
     def seats(self, account_id: str) -> SeatPool:
         """The account's seat pool now."""
@@ -409,10 +447,7 @@ class TroopAuth:
         return account_id
 
 
-def _id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string")
-    return value
+_id = core.check_id
 
 
 def _account_id(value: object) -> str:
@@ -420,6 +455,4 @@ def _account_id(value: object) -> str:
 
 
 def _actor_account(actor: object) -> str:
-    if not isinstance(actor, Principal):
-        raise InvalidArgument(f"actor must be a Principal, not {type(actor).__name__}")
-    return actor.account_id
+    return core.check_principal(actor).account_id

@@ -11,14 +11,22 @@ transaction then commits nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
 from .audit import seal
 from .errors import AccessDenied, InvalidArgument, NotFound, SeatsExhausted
 from .grant import Grant, interned
-from .models import AuditAction, Kind, Principal, SeatPool, TokenInfo
+from .models import (
+    AuditAction,
+    Kind,
+    Member,
+    Principal,
+    SeatPool,
+    TokenInfo,
+    Troop,
+)
 from .permission import Permission
 from .store import (
     NO_GRANTS as _NO_GRANTS,
@@ -40,18 +48,23 @@ __all__ = [
     "detach",
     "issue_personal_token",
     "issue_token",
+    "list_members",
     "list_tokens",
+    "list_troops",
     "member_principal",
     "remove_member",
     "revoke",
     "rotate",
     "seat_pool",
+    "set_seats",
+    "token_info",
 ]
 
 #: How an account-level call (no actor) is named in the audit log.
 OWNER = "owner"
 _MAX_NAME = 200
 _MAX_MEMBER_ID = 256
+_MAX_ID = 256
 
 
 # -- validation ----------------------------------------------------------
@@ -78,12 +91,31 @@ def check_member_id(value: object) -> str:
     return text
 
 
+#: The datetimes troopauth accepts, in UTC: what every store can hold (years
+#: 1 to 9999), less a margin for the arithmetic a policy does on them (a
+#: lifetime or an overlap added to the clock's time).
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC) + timedelta(days=366)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - timedelta(days=366)
+
+
 def check_aware(value: object, what: str) -> datetime:
-    """A timezone-aware datetime."""
+    """A timezone-aware datetime within the range every store can hold."""
     if not isinstance(value, datetime):
         raise InvalidArgument(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    try:
+        offset = value.utcoffset()
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{what} has an unusable time zone: {exc}") from None
+    if offset is None:
         raise InvalidArgument(f"{what} must be timezone-aware")
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc <= LATEST:
+        raise InvalidArgument(
+            f"{what} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} in UTC"
+        )
     return value
 
 
@@ -93,10 +125,37 @@ def _check_grant(grant: object) -> Grant:
     return grant
 
 
-def _check_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string")
+def check_id(value: object, what: str) -> str:
+    """An identifier: 1 to 256 printable characters.
+
+    troopauth makes ids like ``tok_`` + 22 base62 characters; anything that
+    could not be one is refused before a store sees it (a store may not hold
+    a NUL character, for one).
+    """
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
+        raise InvalidArgument(f"{what} must not be empty")
+    if len(value) > _MAX_ID or not value.isprintable():
+        raise InvalidArgument(f"{what} must be at most {_MAX_ID} printable characters")
     return value
+
+
+def check_principal(actor: object) -> Principal:
+    """A `Principal` whose fields are what troopauth itself would put there."""
+    if not isinstance(actor, Principal):
+        raise InvalidArgument(f"actor must be a Principal, not {type(actor).__name__}")
+    if not isinstance(actor.kind, Kind):
+        raise InvalidArgument("a principal's kind must be a Kind")
+    check_id(actor.account_id, "a principal's account id")
+    if actor.kind is Kind.MEMBER:
+        check_member_id(actor.member_id)
+    else:
+        check_id(actor.token_id, "a principal's token id")
+    generation: object = actor.generation
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        raise InvalidArgument("a principal's generation must be a whole number")
+    return actor
 
 
 # -- reading -------------------------------------------------------------
@@ -110,14 +169,14 @@ def _account(tx: Transaction) -> AccountRecord:
 
 
 def _troop(tx: Transaction, troop_id: object) -> TroopRecord:
-    troop = tx.get_troop(_check_id(troop_id, "troop id"))
+    troop = tx.get_troop(check_id(troop_id, "troop id"))
     if troop is None or troop.account_id != tx.account_id:
         raise NotFound(f"no troop {troop_id!r} in this account")
     return troop
 
 
 def _token(tx: Transaction, token_id: object) -> TokenRecord:
-    token = tx.get_token(_check_id(token_id, "token id"))
+    token = tx.get_token(check_id(token_id, "token id"))
     if token is None or token.account_id != tx.account_id:
         raise NotFound(f"no token {token_id!r} in this account")
     return token
@@ -141,16 +200,15 @@ def _live_troop_token(tx: Transaction, token_id: object, now: datetime) -> Token
 
 def _actor_grants(tx: Transaction, actor: object, now: datetime) -> Mapping[str, Grant]:
     """What *actor* holds now, re-read inside the transaction."""
-    if not isinstance(actor, Principal):
-        raise InvalidArgument(f"actor must be a Principal, not {type(actor).__name__}")
+    actor = check_principal(actor)
     if actor.account_id != tx.account_id:
         raise AccessDenied("the actor belongs to another account")
     if actor.kind is Kind.MEMBER:
-        member = tx.get_member(actor.member_id or "")
+        member = tx.get_member(actor.member_id)  # type: ignore[arg-type]  # checked
         if member is None or member.account_id != tx.account_id:
             return _NO_GRANTS
         return member.grants
-    token = tx.get_token(actor.token_id or "")
+    token = tx.get_token(actor.token_id)  # type: ignore[arg-type]  # checked
     if (
         token is None
         or token.account_id != tx.account_id
@@ -592,7 +650,7 @@ def authorize(
         )
     if key is not None and not isinstance(key, str):
         raise InvalidArgument(f"key must be a string or None, not {type(key).__name__}")
-    tid = _check_id(troop_id, "troop id")
+    tid = check_id(troop_id, "troop id")
     try:
         held = _actor_grants(tx, principal, now)
     except AccessDenied:
@@ -602,16 +660,67 @@ def authorize(
         raise AccessDenied("access denied")
 
 
-def list_tokens(tx: Transaction, troop_id: str) -> list[TokenInfo]:
-    """The troop tokens attached to a troop now (expired ones included)."""
+def list_tokens(
+    tx: Transaction, troop_id: str, *, limit: object = None, after: object = None
+) -> list[TokenInfo]:
+    """The troop tokens attached to a troop now (expired ones included), oldest
+    first; at most *limit*, and only those after the token *after*."""
+    if limit is not None and (
+        not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+    ):
+        raise InvalidArgument("limit must be a whole number, 1 or more, or None")
     troop = _troop(tx, troop_id)
+    start: tuple[datetime, str] | None = None
+    if after is not None:
+        mark = _token(tx, check_id(after, "after"))
+        start = (mark.created_at, mark.id)
+    # The personal token is attached to every troop but is not listed: ask for
+    # one more, so that a full page stays full.
+    wanted = None if limit is None else limit + 1
     tokens = [
-        t
-        for t in tx.attached_tokens(troop.id)
+        t.info()
+        for t in tx.attached_tokens(troop.id, after=start, limit=wanted)
         if t.kind is Kind.TROOP and not t.revoked and troop.id in t.grants
     ]
-    tokens.sort(key=lambda t: (t.created_at, t.id))
-    return [t.info() for t in tokens]
+    return tokens if limit is None else tokens[:limit]
+
+
+def list_troops(tx: Transaction) -> list[Troop]:
+    """Every troop of the account, oldest first."""
+    _account(tx)
+    troops = sorted(tx.troops(), key=lambda t: (t.created_at, t.id))
+    return [t.public() for t in troops]
+
+
+def list_members(tx: Transaction, troop_id: str) -> list[Member]:
+    """The members holding a grant in a troop, by member id."""
+    troop = _troop(tx, troop_id)
+    members = sorted(tx.members(troop.id), key=lambda m: m.id)
+    return [
+        Member(troop.id, m.id, m.grants[troop.id])
+        for m in members
+        if troop.id in m.grants
+    ]
+
+
+def token_info(tx: Transaction, token_id: str) -> TokenInfo:
+    """One token of the account, in any state."""
+    return _token(tx, token_id).info()
+
+
+def set_seats(tx: Transaction, seats: object, now: datetime) -> SeatPool:
+    """Resize the account's seat pool; never below the seats in use."""
+    if not isinstance(seats, int) or isinstance(seats, bool) or seats < 0:
+        raise InvalidArgument("seats must be a whole number, 0 or more")
+    _reap_expired(tx, now)
+    account = _account(tx)
+    if seats < account.seats_used:
+        raise SeatsExhausted(
+            f"account {account.id!r} uses {account.seats_used} seats; "
+            f"it cannot shrink to {seats}"
+        )
+    tx.put_account(attrs.evolve(account, seats=seats))
+    return SeatPool(seats, account.seats_used)
 
 
 # -- small helpers ---------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import heapq
 import threading
+from bisect import bisect_right, insort
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from .errors import StoreError
 from .models import AuditEvent
@@ -23,6 +24,19 @@ __all__ = ["MemoryStore"]
 
 def _closed(_: bytes) -> TokenRecord | None:
     raise StoreError("the store is closed")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+#: A token's place in a troop's listing: its age in whole microseconds (exact,
+#: unlike a float timestamp), then its id.
+_AgeKey = tuple[int, str]
+
+
+def age_key(created_at: datetime, token_id: str) -> _AgeKey:
+    """The ``(created_at, id)`` order as a key that compares fast and exactly."""
+    return (created_at - _EPOCH) // _MICROSECOND, token_id
 
 
 class MemoryStore(ClosingStore):
@@ -45,8 +59,11 @@ class MemoryStore(ClosingStore):
         self._troops: dict[str, TroopRecord] = {}
         self._account_troops: dict[str, list[str]] = {}
         self._tokens: dict[str, TokenRecord] = {}
-        self._by_troop: dict[str, set[str]] = {}
+        # Per troop: the attached tokens' age keys, kept sorted (new tokens
+        # land at the end, so keeping it sorted costs a bisection).
+        self._by_troop: dict[str, list[_AgeKey]] = {}
         self._members: dict[tuple[str, str], MemberRecord] = {}
+        self._members_by_troop: dict[str, set[str]] = {}
         # Per account: a heap of (expires_ts, token id) for seated tokens that
         # expire; stale entries are dropped when they surface.
         self._expiry: dict[str, list[tuple[float, str]]] = {}
@@ -73,6 +90,11 @@ class MemoryStore(ClosingStore):
         troop = self._troops.get(troop_id)
         return None if troop is None else troop.account_id
 
+    def token_account(self, token_id: str) -> str | None:
+        """The account a token belongs to."""
+        token = self._tokens.get(token_id)
+        return None if token is None else token.account_id
+
     def close(self) -> None:
         """Drop everything; later calls raise `StoreError`."""
         with self._lock:
@@ -94,12 +116,18 @@ class MemoryStore(ClosingStore):
             self._troops[troop.id] = troop
         for token in tx.tokens.values():
             self._commit_token(token)
-        for member in tx.members.values():
+        for member in tx.members_written.values():
             key = (member.account_id, member.id)
+            old_member = self._members.get(key)
             if member.grants:
                 self._members[key] = member
             else:
                 self._members.pop(key, None)
+            before = old_member.grants.keys() if old_member is not None else set()
+            for troop_id in before - member.grants.keys():
+                self._members_by_troop[troop_id].discard(member.id)
+            for troop_id in member.grants.keys() - before:
+                self._members_by_troop.setdefault(troop_id, set()).add(member.id)
         for event in tx.events:
             self._audit.setdefault((event.account_id, event.troop_id), []).append(event)
 
@@ -111,10 +139,18 @@ class MemoryStore(ClosingStore):
         if old is not None and (old.digest != token.digest or token.revoked):
             self._by_digest.pop(old.digest, None)
         old_troops = old.grants.keys() if old is not None else frozenset()
+        key = age_key(token.created_at, token.id)
         for troop_id in old_troops - token.grants.keys():
-            self._by_troop[troop_id].discard(token.id)
+            keys = self._by_troop[troop_id]
+            i = bisect_right(keys, key) - 1
+            if i >= 0 and keys[i] == key:
+                del keys[i]
         for troop_id in token.grants.keys() - old_troops:
-            self._by_troop.setdefault(troop_id, set()).add(token.id)
+            keys = self._by_troop.setdefault(troop_id, [])
+            if not keys or keys[-1] < key:
+                keys.append(key)
+            else:
+                insort(keys, key)
         if (
             token.seated
             and token.expires_ts is not None
@@ -151,7 +187,7 @@ class _MemoryTransaction:
         self.accounts: dict[str, AccountRecord] = {}
         self.troop_writes: dict[str, TroopRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}
-        self.members: dict[str, MemberRecord] = {}
+        self.members_written: dict[str, MemberRecord] = {}
         self.events: list[AuditEvent] = []
 
     def get_account(self) -> AccountRecord | None:
@@ -171,7 +207,7 @@ class _MemoryTransaction:
         )
 
     def get_member(self, member_id: str) -> MemberRecord | None:
-        found = self.members.get(member_id)
+        found = self.members_written.get(member_id)
         if found is not None:
             return found
         return self._s._members.get((self.account_id, member_id))
@@ -181,11 +217,45 @@ class _MemoryTransaction:
         ids += [t for t in self.troop_writes if t not in self._s._troops]
         return [t for t in map(self.get_troop, ids) if t is not None]
 
-    def attached_tokens(self, troop_id: str) -> list[TokenRecord]:
-        ids = set(self._s._by_troop.get(troop_id, ()))
-        ids.update(t.id for t in self.tokens.values() if troop_id in t.grants)
-        found = (self.get_token(i) for i in ids)
-        return [t for t in found if t is not None and troop_id in t.grants]
+    def attached_tokens(
+        self,
+        troop_id: str,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[TokenRecord]:
+        committed = self._s._by_troop.get(troop_id, [])
+        start = 0 if after is None else bisect_right(committed, age_key(*after))
+        if self.tokens:
+            # This transaction wrote tokens: merge them in (rare; reads and
+            # listings write nothing).
+            keys = set(committed[start:])
+            keys.update(
+                age_key(t.created_at, t.id)
+                for t in self.tokens.values()
+                if troop_id in t.grants
+            )
+            if after is not None:
+                lowest = age_key(*after)
+                keys = {k for k in keys if k > lowest}
+            candidates: list[_AgeKey] = sorted(keys)
+            start = 0
+        else:
+            candidates = committed
+        found: list[TokenRecord] = []
+        for i in range(start, len(candidates)):
+            if limit is not None and len(found) >= limit:
+                break
+            token = self.get_token(candidates[i][1])
+            if token is not None and troop_id in token.grants:
+                found.append(token)
+        return found
+
+    def members(self, troop_id: str) -> list[MemberRecord]:
+        ids = set(self._s._members_by_troop.get(troop_id, ()))
+        ids.update(self.members_written)
+        found = (self.get_member(i) for i in ids)
+        return [m for m in found if m is not None and troop_id in m.grants]
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
         now_ts = now.timestamp()
@@ -221,7 +291,7 @@ class _MemoryTransaction:
         self.tokens[record.id] = record
 
     def put_member(self, record: MemberRecord) -> None:
-        self.members[record.id] = record
+        self.members_written[record.id] = record
 
     def append_audit(self, event: AuditEvent) -> None:
         self.events.append(event)

@@ -17,6 +17,7 @@ __all__ = [
     "AuditEvent",
     "IssuedToken",
     "Kind",
+    "Member",
     "Principal",
     "SeatPool",
     "TokenInfo",
@@ -122,6 +123,19 @@ class TokenInfo:
     expires_at: datetime | None = None
     kind: Kind = Kind.TROOP
     account_id: str = ""
+    #: Revoked for good (a listing of a troop never shows these; ``token()``
+    #: does, since it reads a token in any state).
+    revoked: bool = False
+
+
+@attrs.frozen
+class Member:
+    """A member's grant in one troop, as :meth:`~troopauth.TroopAuth.members`
+    lists it."""
+
+    troop_id: str
+    member_id: str
+    grant: Grant
 
 
 @attrs.frozen

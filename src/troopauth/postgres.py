@@ -54,7 +54,7 @@ from .store import (
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
 #: The newest schema version this troopauth knows.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _Connection = psycopg.Connection[tuple[Any, ...]]
 _Cursor = psycopg.Cursor[tuple[Any, ...]]
@@ -117,6 +117,24 @@ CREATE TABLE {s}.audit (
     PRIMARY KEY (log, seq)
 );
 """,
+    # 2: listings from indexes: a troop's tokens a page at a time in
+    # (created_at, id) order (each attachment carries its token's immutable
+    # creation time), and a troop's members.
+    2: """
+ALTER TABLE {s}.attachments ADD COLUMN created_at timestamptz;
+UPDATE {s}.attachments a SET created_at = t.created_at
+    FROM {s}.tokens t WHERE t.id = a.token_id;
+ALTER TABLE {s}.attachments ALTER COLUMN created_at SET NOT NULL;
+CREATE INDEX attachments_by_age ON {s}.attachments (troop_id, created_at, token_id);
+CREATE TABLE {s}.member_troops (
+    troop_id text NOT NULL,
+    account_id text NOT NULL,
+    member_id text NOT NULL,
+    PRIMARY KEY (troop_id, member_id)
+);
+INSERT INTO {s}.member_troops (troop_id, account_id, member_id)
+    SELECT k, m.account_id, m.id FROM {s}.members m, jsonb_object_keys(m.grants) k;
+""",
 }
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -136,6 +154,7 @@ _COLUMNS = {
 _STATEMENTS = {
     "lookup": "SELECT {token} FROM {s}.tokens WHERE digest = %s AND NOT revoked",
     "troop_account": "SELECT account_id FROM {s}.troops WHERE id = %s",
+    "token_account": "SELECT account_id FROM {s}.tokens WHERE id = %s",
     "version": "SELECT max(version) FROM {s}.schema_version",
     "lock_account": "SELECT {account} FROM {s}.accounts WHERE id = %s FOR UPDATE",
     "get_account": "SELECT {account} FROM {s}.accounts WHERE id = %s",
@@ -146,7 +165,12 @@ _STATEMENTS = {
     "ORDER BY created_at, id",
     "attached": "SELECT {token_t} FROM {s}.attachments a "
     "JOIN {s}.tokens t ON t.id = a.token_id "
-    "WHERE a.troop_id = %s AND t.account_id = %s",
+    "WHERE a.troop_id = %s AND t.account_id = %s "
+    "AND (a.created_at, a.token_id) > (%s, %s) "
+    "ORDER BY a.created_at, a.token_id LIMIT %s",
+    "members": "SELECT m.id, m.grants FROM {s}.member_troops i "
+    "JOIN {s}.members m ON m.account_id = i.account_id AND m.id = i.member_id "
+    "WHERE i.troop_id = %s AND i.account_id = %s",
     "expired": "SELECT {token} FROM {s}.tokens "
     "WHERE account_id = %s AND seated AND expires_at IS NOT NULL "
     "AND expires_at <= %s",
@@ -178,14 +202,25 @@ _STATEMENTS = {
     "WHERE tokens.account_id = EXCLUDED.account_id RETURNING id), "
     "gone AS (DELETE FROM {s}.attachments a USING up "
     "WHERE a.token_id = up.id AND NOT (a.troop_id = ANY(%(troops)s))), "
-    "added AS (INSERT INTO {s}.attachments (troop_id, token_id) "
-    "SELECT troop, up.id FROM up, unnest(%(troops)s::text[]) AS troop "
+    "added AS (INSERT INTO {s}.attachments (troop_id, token_id, created_at) "
+    "SELECT troop, up.id, %(created_at)s FROM up, unnest(%(troops)s::text[]) AS troop "
     "ON CONFLICT DO NOTHING) "
     "SELECT count(*) FROM up",
-    "put_member": "INSERT INTO {s}.members (account_id, id, grants) "
-    "VALUES (%s, %s, %s) "
-    "ON CONFLICT (account_id, id) DO UPDATE SET grants = EXCLUDED.grants",
-    "delete_member": "DELETE FROM {s}.members WHERE account_id = %s AND id = %s",
+    # The row and its troop index in one round trip, like put_token.
+    "put_member": "WITH up AS (INSERT INTO {s}.members (account_id, id, grants) "
+    "VALUES (%(account_id)s, %(id)s, %(grants)s) "
+    "ON CONFLICT (account_id, id) DO UPDATE SET grants = EXCLUDED.grants "
+    "RETURNING id), "
+    "gone AS (DELETE FROM {s}.member_troops i "
+    "WHERE i.account_id = %(account_id)s AND i.member_id = %(id)s "
+    "AND NOT (i.troop_id = ANY(%(troops)s))), "
+    "added AS (INSERT INTO {s}.member_troops (troop_id, account_id, member_id) "
+    "SELECT troop, %(account_id)s, up.id FROM up, unnest(%(troops)s::text[]) AS troop "
+    "ON CONFLICT DO NOTHING) "
+    "SELECT count(*) FROM up",
+    "delete_member": "WITH gone AS (DELETE FROM {s}.member_troops "
+    "WHERE account_id = %s AND member_id = %s) "
+    "DELETE FROM {s}.members WHERE account_id = %s AND id = %s",
     "append_audit": "INSERT INTO {s}.audit (log, seq, account_id, event) "
     "VALUES (%s, %s, %s, %s)",
 }
@@ -197,6 +232,7 @@ class _Queries:
 
     lookup: bytes
     troop_account: bytes
+    token_account: bytes
     version: bytes
     lock_account: bytes
     get_account: bytes
@@ -205,6 +241,7 @@ class _Queries:
     get_member: bytes
     troops: bytes
     attached: bytes
+    members: bytes
     expired: bytes
     audit_events: bytes
     put_account: bytes
@@ -238,6 +275,10 @@ def _dump_grants(grants: Mapping[str, Grant]) -> Jsonb:
 
 def _load_grants(data: Mapping[str, list[Any]]) -> dict[str, Grant]:
     return {t: _grant(bits, scope) for t, (bits, scope) in data.items()}
+
+
+#: Earlier than any token's creation: the start of a troop's first page.
+_BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def _utc(value: datetime) -> datetime:
@@ -516,6 +557,11 @@ class PostgresStore(ClosingStore):
         row = self._read(self._q.troop_account, troop_id, binary=False)
         return None if row is None else str(row[0])
 
+    def token_account(self, token_id: str) -> str | None:
+        """The account a token (in any state) belongs to."""
+        row = self._read(self._q.token_account, token_id, binary=False)
+        return None if row is None else str(row[0])
+
     def _read(self, query: bytes, arg: object, *, binary: bool) -> Any:
         """One row of a prepared one-statement read, outside any transaction.
 
@@ -696,9 +742,22 @@ class _PostgresTransaction:
     def troops(self) -> list[TroopRecord]:
         return [_troop(r) for r in self._all(self._q.troops, self.account_id)]
 
-    def attached_tokens(self, troop_id: str) -> list[TokenRecord]:
-        rows = self._all(self._q.attached, troop_id, self.account_id)
+    def attached_tokens(
+        self,
+        troop_id: str,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[TokenRecord]:
+        after_at, after_id = (_BEFORE_ALL, "") if after is None else after
+        rows = self._all(
+            self._q.attached, troop_id, self.account_id, after_at, after_id, limit
+        )
         return [_token(r) for r in rows]
+
+    def members(self, troop_id: str) -> list[MemberRecord]:
+        rows = self._all(self._q.members, troop_id, self.account_id)
+        return [MemberRecord(r[0], self.account_id, _load_grants(r[1])) for r in rows]
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
         return [_token(r) for r in self._all(self._q.expired, self.account_id, now)]
@@ -767,10 +826,18 @@ class _PostgresTransaction:
         if record.grants:
             self._exec(
                 self._q.put_member,
-                (record.account_id, record.id, _dump_grants(record.grants)),
+                {
+                    "account_id": record.account_id,
+                    "id": record.id,
+                    "grants": _dump_grants(record.grants),
+                    "troops": list(record.grants),
+                },
             )
         else:
-            self._exec(self._q.delete_member, (record.account_id, record.id))
+            self._exec(
+                self._q.delete_member,
+                (record.account_id, record.id, record.account_id, record.id),
+            )
 
     def append_audit(self, event: AuditEvent) -> None:
         log = (

@@ -4,9 +4,10 @@
 module-level :data:`converter` is one such converter, built once, for
 troopauth's own use. The JSON-ready shapes are stable:
 
-* ``Permission`` -> a list of names, ``["VIEW", "EDIT"]``;
+* ``Permission`` -> a list of lower-case names, ``["view", "edit"]`` (the one
+  spelling of every output: the CLI and the HTTP API too; any case is read);
 * ``Scope`` -> its canonical text, ``"key:deploy,key:prod/*"``;
-* ``Grant`` -> ``{"permission": [...], "scope": "..."}``;
+* ``Grant`` -> ``{"permission": ["view"], "scope": "..."}``;
 * ``datetime`` -> ISO 8601 text with its UTC offset.
 """
 
@@ -28,7 +29,7 @@ __all__ = ["converter", "make_converter"]
 
 
 def _unstructure_permission(p: Permission) -> list[str]:
-    return list(p.names())
+    return [name.lower() for name in p.names()]
 
 
 def _structure_permission(value: Any, _: type) -> Permission:

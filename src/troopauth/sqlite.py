@@ -14,13 +14,13 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from .errors import StoreError
+from .errors import InvalidArgument, StoreError
 from .grant import Grant
 from .models import AuditEvent, Kind
 from .permission import Permission
@@ -36,7 +36,7 @@ from .store import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -122,7 +122,66 @@ ALTER TABLE tokens_by_digest RENAME TO tokens;
 CREATE INDEX tokens_seated_expiry ON tokens(account_id, expires_ts)
     WHERE seated = 1 AND expires_ts IS NOT NULL;
 """,
+    # 3: listings from indexes. A troop's tokens in (created_at, id) order, a
+    # page at a time: each attachment carries its token's age (microseconds
+    # since the epoch: exact, and immutable). A troop's members: an index row
+    # per (troop, member), like attachments. The rows are filled in Python.
+    3: """
+CREATE TABLE attachments_by_age (
+    troop_id TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    PRIMARY KEY (troop_id, token_id)
+) WITHOUT ROWID;
+CREATE INDEX attachments_age ON attachments_by_age(troop_id, created_us, token_id);
+DROP TABLE attachments;
+ALTER TABLE attachments_by_age RENAME TO attachments;
+CREATE TABLE member_troops (
+    troop_id TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY (troop_id, member_id)
+) WITHOUT ROWID;
+""",
 }
+
+
+def _fill_schema_3(conn: sqlite3.Connection) -> None:
+    """Index rows for what schema 2 stored: every token's attachments with
+    its age, every member's troops."""
+    rows = conn.execute("SELECT id, created_at, grants FROM tokens").fetchall()
+    conn.executemany(
+        "INSERT INTO attachments VALUES (?, ?, ?)",
+        [
+            (troop_id, token_id, _age(_fromiso(created_at)))
+            for token_id, created_at, grants in rows
+            for troop_id in json.loads(grants)
+        ],
+    )
+    rows = conn.execute("SELECT account_id, id, grants FROM members").fetchall()
+    conn.executemany(
+        "INSERT INTO member_troops VALUES (?, ?, ?)",
+        [
+            (troop_id, account_id, member_id)
+            for account_id, member_id, grants in rows
+            for troop_id in json.loads(grants)
+        ],
+    )
+
+
+#: Work a migration does in Python after its SQL, by target version.
+_MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    3: _fill_schema_3,
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _age(created_at: datetime) -> int:
+    """A token's age key: whole microseconds since the epoch (exact)."""
+    return (created_at - _EPOCH) // _MICROSECOND
+
 
 _ROW_COLUMNS = (
     "id, account_id, kind, digest, hint, name, created_at, expires_at, "
@@ -130,6 +189,12 @@ _ROW_COLUMNS = (
 )
 _SELECT_TOKEN = f"SELECT {_ROW_COLUMNS} FROM tokens"  # noqa: S608 (constant)
 _LOOKUP = f"{_SELECT_TOKEN} WHERE digest = ? AND revoked = 0"
+_ATTACHED = (
+    f"SELECT {', '.join('t.' + c.strip() for c in _ROW_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
+    "FROM attachments a JOIN tokens t ON t.id = a.token_id "
+    "WHERE a.troop_id = ? AND t.account_id = ? AND (a.created_us, a.token_id) > (?, ?) "
+    "ORDER BY a.created_us, a.token_id LIMIT ?"
+)
 
 
 @lru_cache(maxsize=4096)
@@ -219,6 +284,14 @@ class SQLiteStore(ClosingStore):
     of the file each connection reads through a memory map (SQLite's
     ``PRAGMA mmap_size``; 0 turns it off): lookups by digest land anywhere in
     the file, and a map spares each one its read() calls.
+
+    Connections are pooled: a call takes an idle one (or opens one) and hands
+    it back, and at most ``max_idle`` wait idle; the rest are closed. So a
+    thread-per-request server whose threads come and go keeps at most
+    ``max_idle`` connections (two file descriptors each) open between
+    requests, never one per thread it ever ran. A new database file is made
+    readable by its owner only (``0600``); SQLite gives its ``-wal`` and
+    ``-shm`` files the same mode.
     """
 
     cheap_lookup = False
@@ -229,16 +302,24 @@ class SQLiteStore(ClosingStore):
         *,
         timeout: float = 30.0,
         mmap_size: int = 1 << 30,
+        max_idle: int = 8,
     ) -> None:
         self._path = os.fspath(path)
         self._timeout = timeout
         self._mmap_size = int(mmap_size)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        idle: object = max_idle
+        if not isinstance(idle, int) or isinstance(idle, bool) or idle < 0:
+            raise InvalidArgument("max_idle must be a whole number, 0 or more")
+        self._max_idle = idle
+        # Idle (connection, cursor) pairs. list.pop() and list.append() are
+        # atomic, so the verify path takes and returns one without a lock.
+        self._idle: list[tuple[sqlite3.Connection, sqlite3.Cursor]] = []
+        self._open: set[sqlite3.Connection] = set()
         self._guard = threading.Lock()
         self._is_closed = False
         _OPEN_STORES.add(self)
         try:
+            _create_private(self._path)
             self._migrate()
         except BaseException:
             self.close()
@@ -246,7 +327,7 @@ class SQLiteStore(ClosingStore):
 
     # -- connections -------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> tuple[sqlite3.Connection, sqlite3.Cursor]:
         if self._is_closed:
             raise StoreError("the store is closed")
         try:
@@ -256,6 +337,9 @@ class SQLiteStore(ClosingStore):
                 isolation_level=None,
                 check_same_thread=False,
             )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database: {exc}") from None
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -264,27 +348,50 @@ class SQLiteStore(ClosingStore):
             conn.execute(f"PRAGMA mmap_size={self._mmap_size}")
             conn.execute("PRAGMA cache_size=-16384")  # KiB, per connection
         except sqlite3.Error as exc:
+            conn.close()
             raise StoreError(f"cannot open SQLite database: {exc}") from None
         with self._guard:
-            self._connections.append(conn)
-        self._local.conn = conn
-        return conn
+            if self.closed:  # closed while this connection was opening
+                conn.close()
+                raise StoreError("the store is closed")
+            self._open.add(conn)
+        return conn, conn.cursor()
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._is_closed
+
+    def _take(self) -> tuple[sqlite3.Connection, sqlite3.Cursor]:
+        """An idle connection and its cursor, or a new one."""
+        try:
+            return self._idle.pop()
+        except IndexError:
             return self._connect()
-        return conn
+
+    def _give(self, pair: tuple[sqlite3.Connection, sqlite3.Cursor]) -> None:
+        """Hand a connection back; past ``max_idle`` idle ones, close it."""
+        if len(self._idle) < self._max_idle and not self._is_closed:
+            self._idle.append(pair)
+        else:
+            self._drop(pair[0])
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        with self._guard:
+            self._open.discard(conn)
+        conn.close()
 
     def _forget_connections(self) -> None:
         """In a forked child: the parent's connections must not be used, nor
         closed (closing could disturb the parent's locks); keep them aside."""
-        _INHERITED.extend(self._connections)
-        self._connections = []
-        self._local = threading.local()
+        _INHERITED.extend(self._open)
+        self._open = set()
+        self._idle = []
+        self._guard = threading.Lock()
 
     def _migrate(self) -> None:
-        conn = self._conn()
+        pair = self._take()
+        conn = pair[0]
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -297,26 +404,40 @@ class SQLiteStore(ClosingStore):
                     for statement in _MIGRATIONS[target].split(";"):
                         if statement.strip():
                             conn.execute(statement)
+                    step = _MIGRATION_STEPS.get(target)
+                    if step is not None:
+                        step(conn)
                     conn.execute("INSERT INTO schema_version VALUES (?)", (target,))
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
                 raise
         except sqlite3.Error as exc:
+            self._drop(conn)
             raise StoreError(f"cannot prepare SQLite database: {exc}") from None
+        except BaseException:
+            self._drop(conn)
+            raise
+        self._give(pair)
 
     # -- Store protocol ------------------------------------------------------------
 
     def lookup(self, digest: bytes) -> TokenRecord | None:
         """The live token with this digest: one indexed query."""
+        idle = self._idle
         try:
-            cursor = self._local.cursor  # this thread's, reused: no new cursor
-        except AttributeError:
-            cursor = self._local.cursor = self._conn().cursor()
+            pair = idle.pop()  # an idle connection and its cursor: no new cursor
+        except IndexError:
+            pair = self._connect()
         try:
-            row = cursor.execute(_LOOKUP, (digest,)).fetchone()
+            row = pair[1].execute(_LOOKUP, (digest,)).fetchone()
         except sqlite3.Error as exc:
+            self._drop(pair[0])
             raise StoreError(f"SQLite lookup failed: {exc}") from None
+        if len(idle) < self._max_idle and not self._is_closed:
+            idle.append(pair)
+        else:
+            self._drop(pair[0])
         return None if row is None else _token(row)
 
     @contextmanager
@@ -324,44 +445,84 @@ class SQLiteStore(ClosingStore):
         self, account_id: str, *, write: bool = True
     ) -> Iterator[_SQLiteTransaction]:
         """``BEGIN IMMEDIATE`` (a write lock up front) or a read snapshot."""
-        conn = self._conn()
+        pair = self._take()
+        conn = pair[0]
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
+            self._drop(conn)
             raise StoreError(f"cannot start a SQLite transaction: {exc}") from None
         try:
             yield _SQLiteTransaction(conn, account_id)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            _rollback(conn)
+            _quiet_rollback(conn)
+            self._drop(conn)
             raise StoreError(f"SQLite transaction failed: {exc}") from None
         except BaseException:
-            _rollback(conn)
+            if _quiet_rollback(conn):
+                self._give(pair)
+            else:
+                self._drop(conn)
             raise
+        self._give(pair)
 
     def troop_account(self, troop_id: str) -> str | None:
         """The account a troop belongs to."""
+        return self._account_of("SELECT account_id FROM troops WHERE id = ?", troop_id)
+
+    def token_account(self, token_id: str) -> str | None:
+        """The account a token (in any state) belongs to."""
+        return self._account_of("SELECT account_id FROM tokens WHERE id = ?", token_id)
+
+    def _account_of(self, query: str, record_id: str) -> str | None:
+        pair = self._take()
         try:
-            row = (
-                self._conn()
-                .execute("SELECT account_id FROM troops WHERE id = ?", (troop_id,))
-                .fetchone()
-            )
+            row = pair[1].execute(query, (record_id,)).fetchone()
         except sqlite3.Error as exc:
+            self._drop(pair[0])
             raise StoreError(f"SQLite lookup failed: {exc}") from None
+        self._give(pair)
         return None if row is None else str(row[0])
 
     def close(self) -> None:
         """Close every connection this store opened, in any thread."""
         with self._guard:
             self._is_closed = True
-            connections, self._connections = self._connections, []
+            connections, self._open = self._open, set()
+            self._idle = []
         for conn in connections:
             conn.close()
-        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
+
+
+def _quiet_rollback(conn: sqlite3.Connection) -> bool:
+    """Roll back if a transaction is open; whether the connection is usable."""
+    try:
+        _rollback(conn)
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _create_private(path: str) -> None:
+    """Create a missing database file readable and writable by its owner only.
+
+    SQLite would create it with the process's umask (often ``0644``: readable
+    by every user of the machine); its ``-wal`` and ``-shm`` files take the
+    database file's mode. An existing file keeps its mode.
+    """
+    if path == ":memory:" or path.startswith("file:") or not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create SQLite database: {exc.strerror}") from None
+    os.close(fd)
 
 
 class _SQLiteTransaction:
@@ -439,14 +600,36 @@ class _SQLiteTransaction:
         ).fetchall()
         return [self._troop(r) for r in rows]
 
-    def attached_tokens(self, troop_id: str) -> list[TokenRecord]:
+    def attached_tokens(
+        self,
+        troop_id: str,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[TokenRecord]:
+        after_us, after_id = (
+            (-(1 << 62), "") if after is None else (_age(after[0]), after[1])
+        )
         rows = self._c.execute(
-            f"SELECT {', '.join('t.' + c.strip() for c in _ROW_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
-            "FROM attachments a JOIN tokens t ON t.id = a.token_id "
-            "WHERE a.troop_id = ? AND t.account_id = ?",
-            (troop_id, self.account_id),
+            _ATTACHED,
+            (
+                troop_id,
+                self.account_id,
+                after_us,
+                after_id,
+                -1 if limit is None else limit,
+            ),
         ).fetchall()
         return [_token(r) for r in rows]
+
+    def members(self, troop_id: str) -> list[MemberRecord]:
+        rows = self._c.execute(
+            "SELECT m.id, m.grants FROM member_troops i "
+            "JOIN members m ON m.account_id = i.account_id AND m.id = i.member_id "
+            "WHERE i.troop_id = ? AND i.account_id = ?",
+            (troop_id, self.account_id),
+        ).fetchall()
+        return [MemberRecord(r[0], self.account_id, _load_grants(r[1])) for r in rows]
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
         rows = self._c.execute(
@@ -536,12 +719,27 @@ class _SQLiteTransaction:
             "DELETE FROM attachments WHERE troop_id = ? AND token_id = ?",
             [(t, record.id) for t in old_troops - new_troops],
         )
+        age = _age(record.created_at)
         self._c.executemany(
-            "INSERT INTO attachments VALUES (?, ?)",
-            [(t, record.id) for t in new_troops - old_troops],
+            "INSERT INTO attachments VALUES (?, ?, ?)",
+            [(t, record.id, age) for t in new_troops - old_troops],
         )
 
     def put_member(self, record: MemberRecord) -> None:
+        old = self._one(
+            "SELECT grants FROM members WHERE account_id = ? AND id = ?",
+            record.account_id,
+            record.id,
+        )
+        before = set() if old is None else set(json.loads(old[0]))
+        self._c.executemany(
+            "DELETE FROM member_troops WHERE troop_id = ? AND member_id = ?",
+            [(t, record.id) for t in before - record.grants.keys()],
+        )
+        self._c.executemany(
+            "INSERT INTO member_troops VALUES (?, ?, ?)",
+            [(t, record.account_id, record.id) for t in record.grants.keys() - before],
+        )
         if record.grants:
             self._c.execute(
                 "INSERT INTO members VALUES (?, ?, ?) "

@@ -1,7 +1,7 @@
 """The storage protocol and the records adapters keep.
 
 An adapter stores and fetches; every rule lives in :mod:`troopauth.core`.
-Implementing :class:`Store` takes four methods, and :class:`Transaction` a
+Implementing :class:`Store` takes five methods, and :class:`Transaction` a
 dozen small reads and writes. ``troopauth.testing`` (the conformance kit)
 checks an adapter against the rules.
 """
@@ -138,6 +138,7 @@ class TokenRecord:
             expires_at=self.expires_at,
             kind=self.kind,
             account_id=self.account_id,
+            revoked=self.revoked,
         )
 
 
@@ -174,8 +175,23 @@ class Transaction(Protocol):
     def troops(self) -> list[TroopRecord]:
         """Every troop of this account."""
 
-    def attached_tokens(self, troop_id: str) -> list[TokenRecord]:
-        """Every token whose ``grants`` name *troop_id* (the core filters them)."""
+    def attached_tokens(
+        self,
+        troop_id: str,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[TokenRecord]:
+        """The tokens whose ``grants`` name *troop_id*, oldest first.
+
+        Ordered by ``(created_at, id)``; only those strictly after *after*
+        (a ``(created_at, id)`` pair) and at most *limit* of them (``None``:
+        all). An index by troop and age, not a scan and a sort: a page of a
+        troop with 100,000 tokens costs what a page of a small one does.
+        """
+
+    def members(self, troop_id: str) -> list[MemberRecord]:
+        """The members whose ``grants`` name *troop_id* (from an index by troop)."""
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
         """Seated tokens with ``expires_at <= now``: from an index, not a scan."""
@@ -222,6 +238,9 @@ class Store(Protocol):
 
     def troop_account(self, troop_id: str) -> str | None:
         """The account a troop belongs to, or ``None``."""
+
+    def token_account(self, token_id: str) -> str | None:
+        """The account a token (in any state) belongs to, or ``None``."""
 
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
