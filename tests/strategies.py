@@ -39,3 +39,19 @@ def scopes(draw: st.DrawFn, names: st.SearchStrategy[str] = key_names) -> Scope:
 
 
 grants = st.builds(Grant, permissions, scopes())
+
+
+#: Objects that are no text at all.
+non_text = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.binary(),
+    st.builds(bytearray, st.binary()),
+    st.lists(st.text(max_size=3), max_size=5),
+    st.tuples(st.text(max_size=3)),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+    st.just(object()),
+    st.just(Permission.VIEW),
+)

@@ -36,7 +36,7 @@ from troopauth.serialization import converter
 from troopauth.tokens import PREFIX, checksum
 
 from .conftest import FrozenClock
-from .strategies import grants
+from .strategies import grants, non_text
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 FLAGS = (Permission.VIEW, Permission.USE, Permission.EDIT, Permission.MANAGE)
@@ -233,21 +233,6 @@ json_ish = st.recursive(
         | st.dictionaries(st.text(max_size=12), inner, max_size=4)
     ),
     max_leaves=10,
-)
-
-#: Objects that are no text at all.
-non_text = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(),
-    st.binary(),
-    st.builds(bytearray, st.binary()),
-    st.lists(st.text(max_size=3), max_size=5),
-    st.tuples(st.text(max_size=3)),
-    st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
-    st.just(object()),
-    st.just(Permission.VIEW),
 )
 
 

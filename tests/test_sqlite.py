@@ -19,6 +19,7 @@ import pytest
 from troopauth import (
     AuditAction,
     Grant,
+    InvalidArgument,
     InvalidToken,
     MemoryStore,
     Permission,
@@ -708,3 +709,120 @@ class TestBusyWriter:
             auth.issue_token(s.owner, s.troop_id, GRANT)
             with pytest.raises(SeatsExhausted):
                 auth.issue_token(s.owner, s.troop_id, GRANT)
+
+
+_THREADS_SCRIPT = """
+import resource, sys, threading
+from troopauth import Permission, SQLiteStore, TroopAuth
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+store = SQLiteStore(sys.argv[1])
+auth = TroopAuth(store)
+account = auth.create_account(seats=1)
+troop = auth.create_troop(account.id, "t")
+value = auth.issue_personal_token(account.id).value
+failures = []
+
+def request():
+    try:
+        auth.verify(value, troop.id, Permission.VIEW)
+    except Exception as exc:
+        failures.append(repr(exc))
+
+for _ in range(1000):  # a thread per request, one after another
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+threads = [threading.Thread(target=request) for _ in range(20)]  # and 20 at once
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+import os
+path = os.path.realpath(sys.argv[1])
+open_on_db = sum(
+    1 for fd in os.listdir("/proc/self/fd")
+    if os.path.realpath(f"/proc/self/fd/{fd}") in (path, path + "-wal", path + "-shm")
+)
+print(len(failures), open_on_db, len(store._open), flush=True)
+"""
+
+
+class TestConnectionsAreBounded:
+    """A thread-per-request server cannot exhaust the process's descriptors."""
+
+    @pytest.mark.skipif(
+        not os.path.isdir("/proc/self/fd"), reason="needs /proc to list open files"
+    )
+    def test_thousand_short_lived_threads_under_a_low_limit(self, db: Path) -> None:
+        """1,000 threads that each verify once and end, then 20 at once, under
+        RLIMIT_NOFILE=64: every verify succeeds, and afterwards at most
+        max_idle connections (8) stay open on the file."""
+        import subprocess
+        import sys
+
+        done = subprocess.run(
+            [sys.executable, "-c", _THREADS_SCRIPT, str(db)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        failures, open_on_db, connections = map(int, done.stdout.split())
+        assert failures == 0
+        assert connections <= 8
+        assert open_on_db <= 3 * 8  # the file and its -wal per connection (-shm mapped)
+
+    def test_idle_connections_are_reused(self, db: Path) -> None:
+        """Calls one after another reuse one connection: none is opened per call."""
+        with SQLiteStore(db) as store:
+            auth = TroopAuth(store)
+            s = _setup(auth)
+            for _ in range(50):
+                auth.authenticate(s.pat_value)
+                auth.seats(s.account_id)
+            assert len(store._open) == 1
+
+    def test_max_idle_zero_closes_every_connection(self, db: Path) -> None:
+        """With max_idle=0 nothing stays open between calls."""
+        with SQLiteStore(db, max_idle=0) as store:
+            auth = TroopAuth(store)
+            s = _setup(auth)
+            auth.authenticate(s.pat_value)
+            assert len(store._open) == 0
+
+    @pytest.mark.parametrize("bad", [-1, 1.5, True, "8"])
+    def test_bad_max_idle(self, db: Path, bad: object) -> None:
+        """max_idle must be a whole number, 0 or more."""
+        with pytest.raises(InvalidArgument):
+            SQLiteStore(db, max_idle=bad)  # type: ignore[arg-type]
+
+
+class TestFileModes:
+    """A new database and its -wal and -shm files are private to their owner."""
+
+    def test_new_files_are_0600(self, tmp_path: Path) -> None:
+        """Created under a permissive umask, the files are still 0600."""
+        path = tmp_path / "new.db"
+        old = os.umask(0o022)
+        try:
+            with SQLiteStore(path) as store:
+                auth = TroopAuth(store)
+                _setup(auth)
+                modes = {
+                    p.name: p.stat().st_mode & 0o777
+                    for p in tmp_path.iterdir()
+                    if p.name.startswith("new.db")
+                }
+        finally:
+            os.umask(old)
+        assert modes == {"new.db": 0o600, "new.db-wal": 0o600, "new.db-shm": 0o600}
+
+    def test_existing_file_keeps_its_mode(self, tmp_path: Path) -> None:
+        """An existing file's mode is the owner's business: left as it is."""
+        path = tmp_path / "old.db"
+        SQLiteStore(path).close()
+        path.chmod(0o640)
+        SQLiteStore(path).close()
+        assert path.stat().st_mode & 0o777 == 0o640
