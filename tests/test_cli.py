@@ -32,7 +32,7 @@ from troopauth import (
     SQLiteStore,
     TroopAuth,
 )
-from troopauth.cli import ENV_DB, ENV_TOKEN, EXIT_CODES, _parser, main
+from troopauth.cli import ENV_DB, ENV_TOKEN, EXIT_CODES, ExitCode, _parser, main
 
 from .conftest import FrozenClock
 
@@ -603,11 +603,11 @@ def _leaves(
 
 
 #: The only arguments any command takes: ids, names and options, no value.
-POSITIONALS = {"account_id", "troop_id", "token_id", "member_id", "name"}
+POSITIONALS = {"account_id", "troop_id", "token_id", "member_id", "name", "words"}
 OPTIONS = {
     "-h", "--help", "--db", "--json", "--token-file", "--token-stdin", "--seats",
     "--audit-log", "--permission", "--scope", "--name", "--expires-at",
-    "--expires-in", "--key", "--account",
+    "--expires-in", "--key", "--account", "--limit", "--after",
 }  # fmt: skip
 
 
@@ -615,6 +615,7 @@ OPTIONS = {
 VALID = {
     "account create": ["--seats", "1"],
     "troop create": ["acct_x", "ops"],
+    "troop list": ["acct_x"],
     "pat issue": ["acct_x"],
     "token issue": ["troop_x", "--permission", "view", "--scope", "*"],
     "token attach": ["tok_x", "troop_x", "--permission", "view", "--scope", "*"],
@@ -622,8 +623,10 @@ VALID = {
     "token rotate": ["tok_x"],
     "token revoke": ["tok_x"],
     "token list": ["troop_x"],
+    "token show": ["tok_x"],
     "member add": ["troop_x", "alice", "--permission", "view", "--scope", "*"],
     "member remove": ["troop_x", "alice"],
+    "member list": ["troop_x"],
     "verify": ["troop_x", "--permission", "view"],
     "seats": ["acct_x"],
     "audit": ["troop_x"],
@@ -702,3 +705,125 @@ class TestGlobalOptions:
         """Without --db or $TROOPAUTH_DB the file is ./troopauth.db."""
         _ok(_run("account", "create", "--seats", "1", cwd=tmp_path))
         assert (tmp_path / "troopauth.db").is_file()
+
+
+class TestListingCommands:
+    """``troop list``, ``member list``, ``token show``, ``token list`` pages and
+    ``seats set``."""
+
+    def test_troop_list(self, world: World) -> None:
+        """The account's troops, oldest first, in text and JSON."""
+        text = _ok(world.run("troop", "list", world.account_id))
+        lines = text.splitlines()
+        assert [line.split()[0] for line in lines] == [world.troop_id, world.other_id]
+        assert "'payments'" in lines[0]
+        data = json.loads(_ok(world.run("--json", "troop", "list", world.account_id)))
+        assert [t["name"] for t in data] == ["payments", "infra"]
+
+    def test_member_list(self, world: World) -> None:
+        """A troop's members with their grants; lower-case permission names in
+        text and JSON alike."""
+        world.auth.add_member(
+            world.owner, world.troop_id, "alice", Grant.parse("view,edit", "key:a")
+        )
+        text = _ok(world.run("member", "list", world.troop_id))
+        assert text == "alice: view,edit on key:a\n"
+        data = json.loads(_ok(world.run("--json", "member", "list", world.troop_id)))
+        assert data == [
+            {
+                "troop_id": world.troop_id,
+                "member_id": "alice",
+                "grant": {"permission": ["view", "edit"], "scope": "key:a"},
+            }
+        ]
+        assert _ok(world.run("member", "list", world.other_id)) == "no members\n"
+
+    def test_token_show_any_state(self, world: World) -> None:
+        """One token by id, revoked ones too, never its value."""
+        ci = world.issue_ci()
+        live = _ok(world.run("token", "show", ci.token_id))
+        assert live.startswith(f"{ci.token_id} 'ci' {ci.hint}")
+        assert "state: troop token" in live
+        world.auth.revoke(world.owner, ci.token_id)
+        data = json.loads(_ok(world.run("--json", "token", "show", ci.token_id)))
+        assert (data["token_id"], data["revoked"], data["grants"]) == (
+            ci.token_id,
+            True,
+            {},
+        )
+        assert ci.value not in live + json.dumps(data)
+
+    def test_token_list_pages(self, world: World) -> None:
+        """``--limit`` and ``--after`` walk the listing a page at a time."""
+        first, second = world.issue_ci(), world.issue_ci()
+        ordered = [
+            t.token_id for t in world.auth.tokens(world.troop_id)
+        ]  # same creation second: the id breaks the tie
+        assert set(ordered) == {first.token_id, second.token_id}
+        page = json.loads(
+            _ok(world.run("--json", "token", "list", world.troop_id, "--limit", "1"))
+        )
+        assert [t["token_id"] for t in page] == ordered[:1]
+        argv = ["--json", "token", "list", world.troop_id, "--limit", "1"]
+        rest = json.loads(_ok(world.run(*argv, "--after", ordered[0])))
+        assert [t["token_id"] for t in rest] == ordered[1:]
+
+    def test_seats_set(self, world: World) -> None:
+        """``seats set`` resizes the pool, never below the seats in use."""
+        world.issue_ci()
+        text = _ok(world.run("seats", "set", world.account_id, "5"))
+        assert text == "seats: 1 used of 5, 4 free\n"
+        refused = world.run("seats", "set", world.account_id, "0")
+        assert refused.returncode == ExitCode.SEATS_EXHAUSTED.value
+        assert world.auth.seats(world.account_id).capacity == 5
+        bad = world.run("seats", "set", world.account_id, "many")
+        assert bad.returncode == ExitCode.INVALID_ARGUMENT.value
+        usage = world.run("seats", "set", world.account_id)
+        assert usage.returncode == ExitCode.USAGE.value
+
+
+class TestJsonErrors:
+    """With ``--json``, errors are JSON too: on stderr, with the error class,
+    the message and the exit code."""
+
+    @pytest.mark.parametrize("case", sorted(ERRORS))
+    def test_every_error_case(self, world: World, case: str) -> None:
+        """Each error case gives one JSON object on stderr and nothing on stdout."""
+        argv, stdin = _error_cases(world)[case]
+        result = world.run("--json", *argv, stdin=stdin)
+        code, error = ERRORS[case]
+        assert result.returncode == code
+        assert result.stdout == ""
+        data = json.loads(result.stderr)
+        assert data["exit_code"] == code
+        assert data["error"] == (error or "UsageError")
+        assert data["message"]
+        assert not VALUE.search(result.stderr)
+
+    def test_usage_error(self, capsys: Any) -> None:
+        """A bad command line with --json is a JSON usage error, exit 2."""
+        assert main(["--json", "token", "frobnicate"]) == 2
+        data = json.loads(capsys.readouterr().err)
+        assert (data["error"], data["exit_code"]) == ("UsageError", 2)
+
+
+class TestDatabaseFile:
+    """The database the CLI creates is private, and a refused first command
+    leaves none behind."""
+
+    def test_created_private(self, tmp_path: Path) -> None:
+        """``account create`` makes the file (and its -wal/-shm) mode 0600."""
+        db = tmp_path / "new.db"
+        _ok(_run("account", "create", "--seats", "1", env=_env(TROOPAUTH_DB=str(db))))
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        assert modes.pop("new.db") == 0o600
+        assert set(modes.values()) <= {0o600}
+
+    def test_refused_first_command_leaves_nothing(self, tmp_path: Path) -> None:
+        """A first ``account create`` that is refused leaves no file at all."""
+        db = tmp_path / "new.db"
+        result = _run(
+            "account", "create", "--seats", "-1", env=_env(TROOPAUTH_DB=str(db))
+        )
+        assert result.returncode == ExitCode.INVALID_ARGUMENT.value
+        assert list(tmp_path.iterdir()) == []

@@ -962,18 +962,21 @@ class TestAccountLock:
         clock = FrozenClock()
         with PostgresStore(named_dsn, schema=schema, max_size=4) as store:
             entered, release = threading.Event(), threading.Event()
-            outcomes: list[str] = []
+            # Keyed by creator: the two threads finish in either order once the
+            # first commits, so a list's order would not be fixed.
+            outcomes: dict[str, str] = {}
 
             def create(wait: bool) -> None:
+                who = "first" if wait else "second"
                 try:
                     with store.transaction("acct_race") as tx:
                         core.create_account(tx, seats=1, audit_log=False, now=clock())
                         if wait:
                             entered.set()
                             release.wait(timeout=PATIENCE)
-                    outcomes.append("created")
+                    outcomes[who] = "created"
                 except TroopAuthError as exc:
-                    outcomes.append(type(exc).__name__)
+                    outcomes[who] = type(exc).__name__
 
             a = threading.Thread(target=create, args=(True,))
             a.start()
@@ -987,7 +990,7 @@ class TestAccountLock:
             release.set()
             a.join(timeout=PATIENCE)
             b.join(timeout=PATIENCE)
-            assert outcomes == ["created", "InvalidArgument"]
+            assert outcomes == {"first": "created", "second": "InvalidArgument"}
 
     def test_lock_wait_past_the_timeout(
         self, postgres_dsn: str, schema: str, clock: FrozenClock

@@ -36,7 +36,15 @@ from .errors import (
     redact,
 )
 from .grant import Grant
-from .models import AuditEvent, IssuedToken, Principal, SeatPool, TokenInfo
+from .models import (
+    AuditEvent,
+    IssuedToken,
+    Member,
+    Principal,
+    SeatPool,
+    TokenInfo,
+    Troop,
+)
 from .permission import Permission
 from .serialization import converter
 from .sqlite import SQLiteStore
@@ -130,20 +138,28 @@ def _epilog() -> str:
     )
 
 
+class _UsageError(Exception):
+    """A bad command line: the parser's usage line and a redacted message."""
+
+    def __init__(self, usage: str, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.usage, self.prog, self.message = usage, prog, message
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but its errors never echo a token value."""
+    """argparse, but its errors never echo a token value, and reach `main`
+    (which prints them as text or, with ``--json``, as JSON)."""
 
     def error(self, message: str) -> NoReturn:
-        """Print the usage and a redacted message; exit 2."""
+        """Raise the redacted message with this parser's usage (exit 2)."""
         hint = ""
         if _TOKEN_SHAPED.search(message):
             hint = (
-                f"\n{self.prog}: token values are never arguments: use "
+                f"; {self.prog}: token values are never arguments: use "
                 f"${ENV_TOKEN}, --token-file or --token-stdin; the value is "
                 "now in your shell history, so rotate it"
             )
-        self.print_usage(sys.stderr)
-        self.exit(ExitCode.USAGE, f"{self.prog}: error: {redact(message)}{hint}\n")
+        raise _UsageError(self.format_usage(), self.prog, redact(message) + hint)
 
 
 class _NoToken(Exception):  # noqa: N818 (a private signal, not an error class)
@@ -186,6 +202,27 @@ def _token_source(parser: argparse.ArgumentParser, whose: str) -> None:
         action="store_true",
         help="read the token value from stdin (prompted, unechoed, on a terminal)",
     )
+
+
+class _SeatsWords(argparse.Action):
+    """``seats ACCOUNT_ID`` or ``seats set ACCOUNT_ID N``; anything else is a
+    usage error before the database is opened."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        words = [str(w) for w in values] if isinstance(values, list) else []
+        if not (len(words) == 1 or (len(words) == 3 and words[0] == "set")):
+            extra = words[3:] if words[:1] == ["set"] else words[1:]
+            parser.error(
+                f"unrecognized arguments: {' '.join(extra or words)} "
+                "(give ACCOUNT_ID, or set ACCOUNT_ID N)"
+            )
+        setattr(namespace, self.dest, words)
 
 
 def _grant_options(parser: argparse.ArgumentParser) -> None:
@@ -241,12 +278,16 @@ def _account_commands(top: _Group) -> None:
     p = _leaf(account, "create", "create an account", _account_create)
     p.add_argument("--seats", type=int, required=True, metavar="N", help="seat pool")
     p.add_argument(
-        "--audit-log", action="store_true", help="keep the audit log (the Apex plan)"
+        "--audit-log",
+        action="store_true",
+        help="keep the hash-chained audit log for this account",
     )
     troop = _group(top, "troop", "troops")
     p = _leaf(troop, "create", "create a troop in an account", _troop_create)
     p.add_argument("account_id", metavar="ACCOUNT_ID")
     p.add_argument("name", metavar="NAME")
+    p = _leaf(troop, "list", "an account's troops, oldest first", _troop_list)
+    p.add_argument("account_id", metavar="ACCOUNT_ID")
     pat = _group(top, "pat", "the account's personal access token")
     p = _leaf(
         pat,
@@ -299,8 +340,21 @@ def _token_commands(top: _Group) -> None:
     ):
         p = _leaf(token, name, help_text, handler, _ACTING)
         p.add_argument("token_id", metavar="TOKEN_ID")
-    p = _leaf(token, "list", "the tokens attached to a troop (no secrets)", _token_list)
+    p = _leaf(
+        token,
+        "list",
+        "the tokens attached to a troop, oldest first (no secrets)",
+        _token_list,
+    )
     p.add_argument("troop_id", metavar="TROOP_ID")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N tokens (a page)")
+    p.add_argument(
+        "--after",
+        metavar="TOKEN_ID",
+        help="start after this token (the last of the previous page)",
+    )
+    p = _leaf(token, "show", "one token, in any state (no secret)", _token_show)
+    p.add_argument("token_id", metavar="TOKEN_ID")
 
 
 def _member_commands(top: _Group) -> None:
@@ -318,6 +372,8 @@ def _member_commands(top: _Group) -> None:
         p.add_argument("member_id", metavar="MEMBER_ID")
         if name == "add":
             _grant_options(p)
+    p = _leaf(member, "list", "the members of a troop and their grants", _member_list)
+    p.add_argument("troop_id", metavar="TROOP_ID")
 
 
 def _read_commands(top: _Group) -> None:
@@ -336,8 +392,16 @@ def _read_commands(top: _Group) -> None:
         help="comma-separated permissions, all required: view, use, edit, manage",
     )
     p.add_argument("--key", help="the key acted on (default: a troop-level action)")
-    p = _leaf(top, "seats", "an account's seat pool", _seats)
-    p.add_argument("account_id", metavar="ACCOUNT_ID")
+    p = _leaf(
+        top,
+        "seats",
+        "an account's seat pool; `seats set ACCOUNT_ID N` resizes it (never "
+        "below the seats in use)",
+        _seats,
+    )
+    p.add_argument(
+        "words", nargs="+", metavar="[set] ACCOUNT_ID [N]", action=_SeatsWords
+    )
     p = _leaf(
         top,
         "audit",
@@ -518,6 +582,15 @@ def _troop_create(s: _Session, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _troop_list(s: _Session, args: argparse.Namespace) -> int:
+    troops = s.auth.troops(args.account_id)
+    text = "\n".join(
+        f"{t.id} {t.name!r}  created {_when(t.created_at)}" for t in troops
+    )
+    s.emit(converter.unstructure(troops, list[Troop]), text or "no troops")
+    return ExitCode.OK
+
+
 def _pat_issue(s: _Session, args: argparse.Namespace) -> int:
     issued = s.auth.issue_personal_token(args.account_id)
     s.secret(
@@ -580,9 +653,23 @@ def _token_revoke(s: _Session, args: argparse.Namespace) -> int:
 
 
 def _token_list(s: _Session, args: argparse.Namespace) -> int:
-    tokens = s.auth.tokens(args.troop_id)
+    tokens = s.auth.tokens(args.troop_id, limit=args.limit, after=args.after)
     text = "\n".join(_token_text(t) for t in tokens) or "no tokens attached"
     s.emit(converter.unstructure(tokens, list[TokenInfo]), text)
+    return ExitCode.OK
+
+
+def _token_show(s: _Session, args: argparse.Namespace) -> int:
+    info = s.auth.token(args.token_id)
+    state = "revoked" if info.revoked else f"{info.kind.value} token"
+    s.emit(converter.unstructure(info), f"{_token_text(info)}\n    state: {state}")
+    return ExitCode.OK
+
+
+def _member_list(s: _Session, args: argparse.Namespace) -> int:
+    members = s.auth.members(args.troop_id)
+    text = "\n".join(f"{m.member_id}: {m.grant}" for m in members)
+    s.emit(converter.unstructure(members, list[Member]), text or "no members")
     return ExitCode.OK
 
 
@@ -622,7 +709,17 @@ def _verify(s: _Session, args: argparse.Namespace) -> int:
 
 
 def _seats(s: _Session, args: argparse.Namespace) -> int:
-    pool = s.auth.seats(args.account_id)
+    words: list[str] = args.words
+    if len(words) == 1:
+        pool = s.auth.seats(words[0])
+    else:
+        try:
+            count = int(words[2])
+        except ValueError:
+            raise InvalidArgument(
+                f"seats set: N must be a whole number, not {words[2][:40]!r}"
+            ) from None
+        pool = s.auth.set_seats(words[1], count)
     s.emit(
         _pool_data(pool),
         f"seats: {pool.used} used of {pool.capacity}, {pool.free} free",
@@ -693,15 +790,43 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
     handler: _Handler = args.handler
     command: argparse.ArgumentParser = args.command_parser
-    with SQLiteStore(path) as store:
-        session = _Session(TroopAuth(store), args, env)
+    existed = os.path.exists(path)
+    try:
+        with SQLiteStore(path) as store:
+            session = _Session(TroopAuth(store), args, env)
+            try:
+                return handler(session, args)
+            except _NoToken:
+                command.error(
+                    f"this command needs a token value: set ${ENV_TOKEN}, or pass "
+                    "--token-file PATH or --token-stdin"
+                )
+    except BaseException:
+        if not existed:  # a refused first command leaves no database behind
+            _remove_database(path)
+        raise
+
+
+def _remove_database(path: str) -> None:
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
         try:
-            return handler(session, args)
-        except _NoToken:
-            command.error(
-                f"this command needs a token value: set ${ENV_TOKEN}, or pass "
-                "--token-file PATH or --token-stdin"
-            )
+            os.remove(name)
+        except FileNotFoundError:
+            continue
+        except OSError:  # nothing more to do; the error that got us here wins
+            continue
+
+
+def _fail(code: ExitCode, kind: str, message: str, *, as_json: bool) -> int:
+    """Report a failure on stderr: one line, or a JSON object with ``--json``."""
+    if as_json:
+        print(
+            json.dumps({"error": kind, "message": message, "exit_code": code.value}),
+            file=sys.stderr,
+        )
+    else:
+        print(f"troopauth: {kind}: {message}", file=sys.stderr)
+    return code.value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -711,17 +836,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--version`` return their code rather than raising `SystemExit`, so that
     ``main`` can be driven in-process.
     """
+    words = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in words
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(words)
         return int(_run(args, os.environ))
-    except SystemExit as exc:  # argparse: --help, --version, usage errors
+    except SystemExit as exc:  # argparse: --help and --version
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE.value
+    except _UsageError as exc:
+        if not as_json:
+            print(exc.usage, end="", file=sys.stderr)
+        return _fail(ExitCode.USAGE, "UsageError", exc.message, as_json=as_json)
     except TroopAuthError as exc:
-        print(f"troopauth: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return _exit_code(exc).value
+        return _fail(_exit_code(exc), type(exc).__name__, str(exc), as_json=as_json)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 (one line, never a traceback)
         message = redact(str(exc))[:200]
-        print(f"troopauth: unexpected {type(exc).__name__}: {message}", file=sys.stderr)
-        return ExitCode.UNEXPECTED.value
+        return _fail(
+            ExitCode.UNEXPECTED,
+            f"unexpected {type(exc).__name__}",
+            message,
+            as_json=as_json,
+        )
