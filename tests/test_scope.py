@@ -205,6 +205,31 @@ class TestParse:
         with pytest.raises(InvalidArgument):
             Scope.of([], [bad])
 
+    @pytest.mark.parametrize(
+        ("text", "first"),
+        [
+            ("key:ok,bad1,key:also bad", "'bad1'"),
+            ("key:ok, key:a b ,bad2", "'key:a b'"),
+            ("*,key:,key:x*y", "'key:'"),
+            ("key:p**,key:,", "'key:p**'"),
+        ],
+    )
+    def test_error_names_the_first_bad_pattern(self, text, first):
+        """The message quotes the first bad pattern (as the docstring says),
+        not a later one."""
+        with pytest.raises(InvalidArgument) as info:
+            Scope.parse(text)
+        message = str(info.value)
+        assert message.startswith(f"scope pattern {first}")
+
+    def test_of_enforces_the_text_limit(self):
+        """Scope.of refuses a scope whose canonical text would pass the limit
+        (the same limit Scope.parse applies), however it was built."""
+        names = [f"k{i:05d}" for i in range(11_000)]  # 10 characters each + comma
+        with pytest.raises(InvalidArgument, match="65,536"):
+            Scope.of(names)
+        assert len(str(Scope.of(names[:5000]))) < 65_536
+
     def test_error_does_not_echo_long_input(self):
         """The message quotes at most a short piece of the bad pattern."""
         bad = "key:" + "x" * 300

@@ -239,7 +239,7 @@ class TroopAuth:
 
     def create_account(self, *, seats: int, audit_log: bool = False) -> Account:
         """A new account with a pool of *seats* seats; ``audit_log=True`` keeps
-        the audit log (the Apex plan)."""
+        the hash-chained audit log for this account."""
         now = self._now()
         with self._store.transaction(_new_id("acct")) as tx:
             account = core.create_account(tx, seats=seats, audit_log=audit_log, now=now)
@@ -402,7 +402,8 @@ class TroopAuth:
             return core.seat_pool(tx, now)
 
     def audit_log(self, troop_id: str) -> list[AuditEvent]:
-        """A troop's audit events, oldest first (empty unless the plan keeps them)."""
+        """A troop's audit events, oldest first (empty unless the account keeps
+        its audit log)."""
         with self._store.transaction(self._troop_account(troop_id), write=False) as tx:
             return tx.audit_events(troop_id)
 

@@ -564,11 +564,11 @@ def _expiry(args: argparse.Namespace) -> datetime | None:
 
 def _account_create(s: _Session, args: argparse.Namespace) -> int:
     account = s.auth.create_account(seats=args.seats, audit_log=args.audit_log)
-    plan = "on" if account.audit_log else "off"
+    kept = "on" if account.audit_log else "off"
     seats = f"{account.seats} seat{'' if account.seats == 1 else 's'}"
     s.emit(
         converter.unstructure(account),
-        f"created account {account.id}: {seats}, audit log {plan}",
+        f"created account {account.id}: {seats}, audit log {kept}",
     )
     return ExitCode.OK
 

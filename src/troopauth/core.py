@@ -292,7 +292,8 @@ def _audit(
     token_id: str | None = None,
     member_id: str | None = None,
 ) -> None:
-    """One event in the log of each troop in *grants*, if the plan keeps logs."""
+    """One event in the log of each troop in *grants*, if the account keeps
+    its audit log."""
     if not _account(tx).audit_log:
         return
     for troop_id in sorted(grants):
