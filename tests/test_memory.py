@@ -12,38 +12,26 @@ import pytest
 
 from troopauth import (
     AuditAction,
-    Grant,
     MemoryStore,
     Permission,
     Principal,
-    Scope,
     SeatsExhausted,
     StoreError,
     TroopAuth,
 )
 from troopauth.tokens import digest
 
-GRANT = Grant(Permission.EDIT, Scope.parse("key:deploy"))
+from .store_helpers import (
+    GRANT,
+    DeliberateError,
+)
+from .store_helpers import StoreSetup as Setup
+from .store_helpers import store_setup as _setup
+from .store_helpers import write_then_raise as _write_then_raise
+
 THREADS = 16
 CAPACITY = 5
 WAIT = 10.0  # seconds: a bound so that a wrong implementation fails, never hangs
-
-
-@attrs.frozen
-class Setup:
-    """An account with a PAT and one troop."""
-
-    account_id: str
-    troop_id: str
-    pat_value: str
-    owner: Principal
-
-
-def _setup(auth: TroopAuth, *, seats: int = 5) -> Setup:
-    acct = auth.create_account(seats=seats, audit_log=True)
-    troop = auth.create_troop(acct.id, "payments")
-    pat = auth.issue_personal_token(acct.id)
-    return Setup(acct.id, troop.id, pat.value, auth.authenticate(pat.value))
 
 
 @pytest.fixture
@@ -134,20 +122,6 @@ class TestVerifyTakesNoLock:
             assert writer.is_alive()
         writer.join(WAIT)
         assert len(box) == 1
-
-
-class DeliberateError(Exception):
-    """Raised inside a transaction on purpose."""
-
-
-def _write_then_raise(store: MemoryStore, account_id: str, record: Any) -> None:
-    with store.transaction(account_id) as tx:
-        tx.put_token(record)
-        account = tx.get_account()
-        assert account is not None
-        tx.put_account(attrs.evolve(account, seats_used=account.seats_used + 1))
-        assert tx.get_token(record.id) == record  # reads see the write
-        raise DeliberateError
 
 
 class TestTransaction:

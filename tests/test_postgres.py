@@ -27,14 +27,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from troopauth import (
-    AuditAction,
-    Grant,
     InvalidArgument,
     InvalidToken,
     Permission,
-    Principal,
-    Scope,
-    SeatsExhausted,
     StoreError,
     TroopAuth,
     TroopAuthError,
@@ -44,33 +39,18 @@ from troopauth.postgres import SCHEMA_VERSION, PostgresStore
 from troopauth.tokens import digest, new_value
 
 from .conftest import POSTGRES_TABLES, FrozenClock, empty_postgres_schema
+from .store_helpers import (
+    GRANT,
+    DeliberateError,
+    run_processes,
+)
+from .store_helpers import StoreSetup as Setup
+from .store_helpers import store_setup as _setup
+from .store_helpers import write_then_raise as _write_then_raise
 
-GRANT = Grant(Permission.EDIT, Scope.parse("key:deploy"))
-THREADS = 16
-THREAD_CAPACITY = 5
-PROCESSES = 6
-ISSUES_PER_PROCESS = 3
-PROCESS_CAPACITY = 7
 OPENERS = 4
 #: How long a test waits for another thread or backend to reach a state.
 PATIENCE = 30.0
-
-
-@attrs.frozen
-class Setup:
-    """An account with a PAT and one troop, ready for management calls."""
-
-    account_id: str
-    troop_id: str
-    pat_value: str
-    owner: Principal
-
-
-def _setup(auth: TroopAuth, *, seats: int = 5, audit_log: bool = True) -> Setup:
-    acct = auth.create_account(seats=seats, audit_log=audit_log)
-    troop = auth.create_troop(acct.id, "payments")
-    pat = auth.issue_personal_token(acct.id)
-    return Setup(acct.id, troop.id, pat.value, auth.authenticate(pat.value))
 
 
 def _admin(dsn: str) -> psycopg.Connection[Any]:
@@ -381,7 +361,7 @@ class TestSchema:
             )
             for _ in range(OPENERS)
         ]
-        outcomes = _run_processes(procs, results)
+        outcomes = run_processes(procs, results)
         assert outcomes == [("ok", None)] * OPENERS
         assert _versions(postgres_dsn, new_schema) == ALL_VERSIONS
         assert _tables(postgres_dsn, new_schema) == {
@@ -438,22 +418,6 @@ def _migration_lock_key(schema: str) -> int:
     from troopauth.postgres import _lock_key
 
     return _lock_key(schema, "migrate")
-
-
-def _run_processes(procs: list[Any], results: Any) -> list[Any]:
-    """Start *procs*, collect one result from each, and reap them."""
-    for p in procs:
-        p.start()
-    try:
-        outcomes = [results.get(timeout=120) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():  # pragma: no cover (only if a child hangs)
-                p.kill()
-                p.join()
-    assert all(p.exitcode == 0 for p in procs)
-    return outcomes
 
 
 # -- durability --------------------------------------------------------------------
@@ -721,19 +685,6 @@ def _raises(fn: Callable[..., object], *args: Any) -> BaseException | None:
 
 
 # -- transactions ------------------------------------------------------------------
-
-
-class DeliberateError(Exception):
-    """Raised inside a transaction on purpose."""
-
-
-def _write_then_raise(store: PostgresStore, account_id: str, record: Any) -> None:
-    with store.transaction(account_id) as tx:
-        tx.put_token(record)
-        account = tx.get_account()
-        assert account is not None
-        tx.put_account(attrs.evolve(account, seats_used=account.seats_used + 1))
-        raise DeliberateError
 
 
 class TestTransaction:
@@ -1016,135 +967,6 @@ class TestAccountLock:
             auth.issue_token(s.owner, s.troop_id, GRANT)
             assert auth.seats(s.account_id).used == 1
             assert len(auth.audit_log(s.troop_id)) == 1
-
-
-# -- races -------------------------------------------------------------------------
-
-
-def _race(
-    issue: Callable[[], str], *, threads: int
-) -> tuple[list[str], list[BaseException]]:
-    """Start *threads* threads together, each calling *issue* once."""
-    barrier = threading.Barrier(threads)
-    won: list[str] = []
-    lost: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait(timeout=PATIENCE)
-            won.append(issue())
-        except Exception as exc:
-            lost.append(exc)
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
-    assert not any(w.is_alive() for w in workers), "a racing thread hung"
-    return won, lost
-
-
-def _check_outcome(auth: TroopAuth, s: Setup, won: list[str], capacity: int) -> None:
-    assert len(won) == len(set(won)) == capacity
-    seats = auth.seats(s.account_id)
-    assert (seats.used, seats.free) == (capacity, 0)
-    assert sorted(t.token_id for t in auth.tokens(s.troop_id)) == sorted(won)
-    events = auth.audit_log(s.troop_id)
-    assert [e.action for e in events] == [AuditAction.ISSUE] * capacity
-    assert sorted(e.token_id or "" for e in events) == sorted(won)
-    assert auth.check_audit_log(s.troop_id) is None
-
-
-class TestThreadsRaceForSeats:
-    """Threads racing for the last seats: exactly the capacity wins."""
-
-    def test_one_shared_store(
-        self, postgres_dsn: str, schema: str, clock: FrozenClock
-    ) -> None:
-        """16 threads over one PostgresStore (10 connections): exactly 5 win."""
-        with PostgresStore(postgres_dsn, schema=schema, max_size=10) as store:
-            auth = TroopAuth(store, clock=clock)
-            s = _setup(auth, seats=THREAD_CAPACITY)
-            won, lost = _race(
-                lambda: auth.issue_token(s.owner, s.troop_id, GRANT).token_id,
-                threads=THREADS,
-            )
-            assert len(lost) == THREADS - THREAD_CAPACITY
-            assert all(isinstance(e, SeatsExhausted) for e in lost), lost
-            _check_outcome(auth, s, won, THREAD_CAPACITY)
-
-    def test_a_store_per_thread(
-        self, postgres_dsn: str, schema: str, clock: FrozenClock
-    ) -> None:
-        """16 threads each with a PostgresStore of its own: exactly 5 win."""
-        with PostgresStore(postgres_dsn, schema=schema) as store:
-            auth = TroopAuth(store, clock=clock)
-            s = _setup(auth, seats=THREAD_CAPACITY)
-
-            def issue() -> str:
-                with PostgresStore(postgres_dsn, schema=schema, max_size=1) as own:
-                    mine = TroopAuth(own, clock=clock)
-                    actor = mine.authenticate(s.pat_value)
-                    return mine.issue_token(actor, s.troop_id, GRANT).token_id
-
-            won, lost = _race(issue, threads=THREADS)
-            assert len(lost) == THREADS - THREAD_CAPACITY
-            assert all(isinstance(e, SeatsExhausted) for e in lost), lost
-            _check_outcome(auth, s, won, THREAD_CAPACITY)
-
-
-def _issue_in_process(
-    dsn: str, schema: str, pat_value: str, troop_id: str, start: Any, results: Any
-) -> None:
-    """Child process: open the store, wait for the others, try 3 issues."""
-    won: list[str] = []
-    exhausted = 0
-    other: list[str] = []
-    try:
-        with PostgresStore(dsn, schema=schema, max_size=1) as store:
-            auth = TroopAuth(store)
-            actor = auth.authenticate(pat_value)
-            start.wait(timeout=PATIENCE)
-            for _ in range(ISSUES_PER_PROCESS):
-                try:
-                    won.append(auth.issue_token(actor, troop_id, GRANT).token_id)
-                except SeatsExhausted:
-                    exhausted += 1
-    except Exception as exc:
-        other.append(repr(exc))
-    results.put((won, exhausted, other))
-
-
-class TestProcessesRaceForSeats:
-    """Processes racing for the last seats: exactly the capacity wins."""
-
-    @pytest.mark.slow
-    def test_spawned_processes(
-        self, postgres_dsn: str, schema: str, clock: FrozenClock
-    ) -> None:
-        """6 processes trying 3 issues each on 7 seats: exactly 7 succeed."""
-        with PostgresStore(postgres_dsn, schema=schema) as store:
-            s = _setup(TroopAuth(store, clock=clock), seats=PROCESS_CAPACITY)
-        ctx = multiprocessing.get_context("spawn")
-        start = ctx.Barrier(PROCESSES)
-        results = ctx.Queue()
-        procs = [
-            ctx.Process(
-                target=_issue_in_process,
-                args=(postgres_dsn, schema, s.pat_value, s.troop_id, start, results),
-            )
-            for _ in range(PROCESSES)
-        ]
-        outcomes = _run_processes(procs, results)
-        assert [o[2] for o in outcomes] == [[]] * PROCESSES
-        won = [token_id for o in outcomes for token_id in o[0]]
-        assert len(won) == PROCESS_CAPACITY
-        assert sum(o[1] for o in outcomes) == (
-            PROCESSES * ISSUES_PER_PROCESS - PROCESS_CAPACITY
-        )
-        with PostgresStore(postgres_dsn, schema=schema) as store:
-            _check_outcome(TroopAuth(store, clock=clock), s, won, PROCESS_CAPACITY)
 
 
 # -- lost connections and server errors ------------------------------------------------

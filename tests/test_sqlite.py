@@ -4,7 +4,6 @@ between threads and between processes sharing one file."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import sqlite3
 import threading
@@ -18,13 +17,10 @@ import pytest
 
 from troopauth import (
     AuditAction,
-    Grant,
     InvalidArgument,
     InvalidToken,
     MemoryStore,
     Permission,
-    Principal,
-    Scope,
     SeatsExhausted,
     SQLiteStore,
     StoreError,
@@ -35,29 +31,13 @@ from troopauth.serialization import converter
 from troopauth.sqlite import _MIGRATIONS, SCHEMA_VERSION
 from troopauth.tokens import digest
 
-GRANT = Grant(Permission.EDIT, Scope.parse("key:deploy"))
-THREADS = 16
-THREAD_CAPACITY = 5
-PROCESSES = 6
-ISSUES_PER_PROCESS = 3
-PROCESS_CAPACITY = 7
-
-
-@attrs.frozen
-class Setup:
-    """An account with a PAT and one troop, ready for management calls."""
-
-    account_id: str
-    troop_id: str
-    pat_value: str
-    owner: Principal
-
-
-def _setup(auth: TroopAuth, *, seats: int = 5, audit_log: bool = True) -> Setup:
-    acct = auth.create_account(seats=seats, audit_log=audit_log)
-    troop = auth.create_troop(acct.id, "payments")
-    pat = auth.issue_personal_token(acct.id)
-    return Setup(acct.id, troop.id, pat.value, auth.authenticate(pat.value))
+from .store_helpers import (
+    GRANT,
+    DeliberateError,
+)
+from .store_helpers import StoreSetup as Setup
+from .store_helpers import store_setup as _setup
+from .store_helpers import write_then_raise as _write_then_raise
 
 
 def _write_version_1(path: Path, store: MemoryStore) -> None:
@@ -454,161 +434,7 @@ def _raises(fn: Callable[[], object]) -> BaseException | None:
     return None
 
 
-# -- races -------------------------------------------------------------------------
-
-
-def _race(
-    issue: Callable[[], str], *, threads: int
-) -> tuple[list[str], list[BaseException]]:
-    """Start *threads* threads together, each calling *issue* once."""
-    barrier = threading.Barrier(threads)
-    won: list[str] = []
-    lost: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait(timeout=30)
-            won.append(issue())
-        except Exception as exc:
-            lost.append(exc)
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=60)
-    assert not any(w.is_alive() for w in workers), "a racing thread hung"
-    return won, lost
-
-
-def _check_outcome(
-    auth: TroopAuth, s: Setup, won: list[str], lost: list[BaseException], capacity: int
-) -> None:
-    assert len(won) == capacity
-    assert len(set(won)) == capacity
-    assert all(isinstance(e, SeatsExhausted) for e in lost), lost
-    seats = auth.seats(s.account_id)
-    assert (seats.used, seats.free) == (capacity, 0)
-    assert sorted(t.token_id for t in auth.tokens(s.troop_id)) == sorted(won)
-    events = auth.audit_log(s.troop_id)
-    assert [e.action for e in events] == [AuditAction.ISSUE] * capacity
-    assert sorted(e.token_id or "" for e in events) == sorted(won)
-    assert auth.check_audit_log(s.troop_id) is None
-
-
-class TestThreadsRaceForSeats:
-    """Threads racing for the last seats: exactly the capacity wins."""
-
-    def test_one_shared_store(self, db: Path, clock: Any) -> None:
-        """16 threads over one SQLiteStore instance: exactly 5 issues succeed."""
-        with SQLiteStore(db) as store:
-            auth = TroopAuth(store, clock=clock)
-            s = _setup(auth, seats=THREAD_CAPACITY)
-
-            def issue() -> str:
-                return auth.issue_token(s.owner, s.troop_id, GRANT).token_id
-
-            won, lost = _race(issue, threads=THREADS)
-            assert len(lost) == THREADS - THREAD_CAPACITY
-            _check_outcome(auth, s, won, lost, THREAD_CAPACITY)
-
-    def test_a_store_per_thread(self, db: Path, clock: Any) -> None:
-        """16 threads each with its own SQLiteStore on the file: exactly 5 win."""
-        with SQLiteStore(db) as store:
-            auth = TroopAuth(store, clock=clock)
-            s = _setup(auth, seats=THREAD_CAPACITY)
-
-            def issue() -> str:
-                with SQLiteStore(db) as own:
-                    mine = TroopAuth(own, clock=clock)
-                    actor = mine.authenticate(s.pat_value)
-                    return mine.issue_token(actor, s.troop_id, GRANT).token_id
-
-            won, lost = _race(issue, threads=THREADS)
-            assert len(lost) == THREADS - THREAD_CAPACITY
-            _check_outcome(auth, s, won, lost, THREAD_CAPACITY)
-
-
-def _issue_in_process(
-    path: str,
-    pat_value: str,
-    troop_id: str,
-    start: Any,
-    results: Any,
-) -> None:
-    """Child process: open the file, wait for the others, try to issue 3 tokens."""
-    won: list[str] = []
-    exhausted = 0
-    other: list[str] = []
-    try:
-        with SQLiteStore(path) as store:
-            auth = TroopAuth(store)
-            actor = auth.authenticate(pat_value)
-            start.wait(timeout=30)
-            for _ in range(ISSUES_PER_PROCESS):
-                try:
-                    won.append(auth.issue_token(actor, troop_id, GRANT).token_id)
-                except SeatsExhausted:
-                    exhausted += 1
-    except Exception as exc:
-        other.append(repr(exc))
-    results.put((won, exhausted, other))
-
-
-class TestProcessesRaceForSeats:
-    """Processes sharing the file race for the last seats: exactly the capacity wins."""
-
-    @pytest.mark.slow
-    def test_spawned_processes(self, db: Path, clock: Any) -> None:
-        """6 processes trying 3 issues each on 7 seats: exactly 7 succeed."""
-        with SQLiteStore(db) as store:
-            auth = TroopAuth(store, clock=clock)
-            s = _setup(auth, seats=PROCESS_CAPACITY)
-        ctx = multiprocessing.get_context("spawn")
-        start = ctx.Barrier(PROCESSES)
-        results = ctx.Queue()
-        procs = [
-            ctx.Process(
-                target=_issue_in_process,
-                args=(str(db), s.pat_value, s.troop_id, start, results),
-            )
-            for _ in range(PROCESSES)
-        ]
-        for p in procs:
-            p.start()
-        try:
-            outcomes = [results.get(timeout=60) for _ in procs]
-        finally:
-            for p in procs:
-                p.join(timeout=30)
-                if p.is_alive():  # pragma: no cover (only if a child hangs)
-                    p.kill()
-                    p.join()
-        assert all(p.exitcode == 0 for p in procs)
-        assert [o[2] for o in outcomes] == [[]] * PROCESSES
-        won = [token_id for o in outcomes for token_id in o[0]]
-        exhausted = sum(o[1] for o in outcomes)
-        assert len(won) == PROCESS_CAPACITY
-        assert exhausted == PROCESSES * ISSUES_PER_PROCESS - PROCESS_CAPACITY
-        with SQLiteStore(db) as store:
-            auth = TroopAuth(store, clock=clock)
-            _check_outcome(auth, s, won, [], PROCESS_CAPACITY)
-
-
 # -- transactions ------------------------------------------------------------------
-
-
-class DeliberateError(Exception):
-    """Raised inside a transaction on purpose."""
-
-
-def _write_then_raise(store: SQLiteStore, account_id: str, record: Any) -> None:
-    with store.transaction(account_id) as tx:
-        tx.put_token(record)
-        account = tx.get_account()
-        assert account is not None
-        tx.put_account(attrs.evolve(account, seats_used=account.seats_used + 1))
-        raise DeliberateError
 
 
 class TestTransaction:
