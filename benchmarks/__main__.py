@@ -2,7 +2,8 @@
 
 Sections: ``peers`` (verify against the floor, PyJWT, itsdangerous, casbin),
 ``scale`` (verify and memory per adapter up to a million tokens), ``writes``
-(issue, rotate, revoke; several processes), ``middleware`` (ASGI overhead).
+(issue, rotate, revoke; several processes), ``middleware`` (ASGI overhead),
+``listings`` (scope parsing, a troop's tokens listed and paged).
 Default: all of them. ``--quick`` runs each in seconds; ``--json PATH`` keeps
 every figure, ``--plot PATH`` draws the scale figure. ``benchmarks/README.md``
 says what each measures; ``python -m benchmarks.verify`` is the older verify
@@ -20,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from . import middleware, peers, scale, writes
+from . import listings, middleware, peers, scale, writes
 from ._common import Phases, machine, print_machine, source_digest, table
 from .options import parse
 
@@ -29,6 +30,7 @@ _MODULES = {
     "scale": scale,
     "writes": writes,
     "middleware": middleware,
+    "listings": listings,
 }
 
 

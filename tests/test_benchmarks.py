@@ -178,9 +178,8 @@ class TestSuiteEntryPoint:
         """--json writes the machine, the options and every section's figures."""
         _ok(runs["suite"])
         document = json.loads((runs["tmp"] / "suite.json").read_text())
-        assert {"machine", "options", "peers", "scale", "writes", "middleware"} <= set(
-            document
-        )
+        sections = {"peers", "scale", "writes", "middleware", "listings"}
+        assert {"machine", "options", *sections} <= set(document)
         assert {r["store"] for r in document["scale"]["rows"]} >= {
             "MemoryStore",
             "SQLiteStore",
@@ -276,10 +275,11 @@ class TestSectionChoice:
         assert "PEERS:" not in stdout
         assert "SCALE:" not in stdout
         assert "WRITES:" not in stdout
+        assert "LISTINGS:" not in stdout
 
     def test_unknown_section_is_a_usage_error(self, runs: dict[str, Any]) -> None:
         """An unknown section name exits with status 2 and names the choices."""
         run = runs["bad section"]
         assert run.returncode == 2
         assert "unknown section 'nonsense'" in run.stderr
-        assert "peers, scale, writes, middleware" in run.stderr
+        assert "peers, scale, writes, middleware, listings" in run.stderr
