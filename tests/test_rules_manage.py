@@ -268,7 +268,7 @@ class TestRotateRights:
 
 
 class TestRevokeRights:
-    """revoke: MANAGE on '*' in any troop the token is attached to."""
+    """revoke: MANAGE on '*' in every troop the token is attached to."""
 
     @pytest.fixture
     def token(self, auth, scene) -> IssuedToken:
@@ -279,9 +279,10 @@ class TestRevokeRights:
         return issued
 
     @pytest.mark.parametrize("kind", ["token", "member"])
-    def test_manager_of_one_troop(self, auth, scene, token, kind):
-        """Bare MANAGE on '*' in one attached troop suffices (no containment)."""
-        actor = _actor(auth, scene, kind, {scene.t1: grant("manage")})
+    def test_manager_of_every_troop(self, auth, scene, token, kind):
+        """Bare MANAGE on '*' in each attached troop suffices (no containment)."""
+        held = {scene.t0: grant("manage"), scene.t1: grant("manage")}
+        actor = _actor(auth, scene, kind, held)
         auth.revoke(actor, token.token_id)
         with pytest.raises(InvalidToken):
             auth.verify(token.value, scene.t0, V)
@@ -291,25 +292,41 @@ class TestRevokeRights:
     @pytest.mark.parametrize(
         "held",
         [
+            pytest.param(lambda s: {s.t1: grant("manage")}, id="manager-of-one"),
             pytest.param(lambda s: {s.t2: Grant.full()}, id="manager-of-unattached"),
             pytest.param(
                 lambda s: {
                     s.t0: grant("view,use,edit,manage", "key:k"),
-                    s.t1: grant("view,use,edit"),
+                    s.t1: grant("view,use,edit,manage"),
                 },
-                id="no-whole-manage",
+                id="no-whole-manage-in-one",
             ),
         ],
     )
     @pytest.mark.parametrize("kind", ["token", "member"])
     def test_refused(self, auth, scene, token, held, kind):
-        """No MANAGE on '*' in an attached troop: AccessDenied, nothing changes."""
+        """Without MANAGE on '*' in every attached troop: AccessDenied, and
+        nothing changes."""
         actor = _actor(auth, scene, kind, held(scene))
         before = _state(auth, scene)
         with pytest.raises(AccessDenied):
             auth.revoke(actor, token.token_id)
         assert _state(auth, scene) == before
         auth.verify(token.value, scene.t0, V)
+
+    def test_attach_then_revoke_is_refused(self, auth, scene):
+        """The attack the rule closes: a manager of one small troop attaches
+        another troop's token to it (within its own grant) and then tries to
+        revoke it everywhere: refused; it can only detach it again."""
+        owner = scene.world.owner
+        victim = auth.issue_token(owner, scene.t0, grant("view"))
+        small = _actor(auth, scene, "token", {scene.t2: Grant.full()})
+        auth.attach(small, victim.token_id, scene.t2, grant("view"))
+        with pytest.raises(AccessDenied):
+            auth.revoke(small, victim.token_id)
+        auth.verify(victim.value, scene.t0, V)
+        auth.detach(small, victim.token_id, scene.t2)
+        auth.verify(victim.value, scene.t0, V)
 
 
 class TestTokenAttachedNowhere:

@@ -284,7 +284,7 @@ class Model:
         return None
 
     def check_revoke(self, actor: Actor, token_id: str) -> ErrorClass:
-        """Revoke: a manager in any troop of the token; twice is a no-op."""
+        """Revoke: a manager in every troop of the token; twice is a no-op."""
         held = self.held(actor)
         if held is None:
             return AccessDenied
@@ -297,7 +297,7 @@ class Model:
             return None
         if not tok.grants:
             return None if self.is_pat(actor) else AccessDenied
-        if any(held.get(t, MGrant(VIEW)).manages() for t in tok.grants):
+        if all(held.get(t, MGrant(VIEW)).manages() for t in tok.grants):
             return None
         return AccessDenied
 

@@ -572,10 +572,13 @@ def revoke(tx: Transaction, actor: Principal, token_id: str, now: datetime) -> N
     if token.revoked:
         return
     if token.grants:
-        if not any(_is_manager(held, troop_id) for troop_id in token.grants):
+        # Every troop: a manager of one small troop could otherwise attach any
+        # token of the account and then kill it everywhere. A manager of some
+        # of its troops ends its reach there by detaching it.
+        if not all(_is_manager(held, troop_id) for troop_id in token.grants):
             raise AccessDenied(
-                "revoking needs MANAGE on the whole troop in a troop the token "
-                "is attached to"
+                "revoking needs MANAGE on the whole troop in every troop the "
+                "token is attached to (detach it from yours instead)"
             )
     elif actor.kind is not Kind.PERSONAL:
         raise AccessDenied(
