@@ -673,6 +673,28 @@ class TokenLifecycle(RuleBasedStateMachine):
         for call in calls:
             agree(NotFound, call)
 
+    @rule(k=picks, which=st.sampled_from(["current", "old", "garbage"]))
+    def report_leak(self, k: int, which: str) -> None:
+        """Report a value leaked: its live token (a PAT too) dies for good, its
+        seat is freed; a dead, rotated-away or unknown value changes nothing."""
+        tokens = list(self.model.tokens.values())
+        tok = tokens[k % len(tokens)]
+        if which == "current":
+            value = tok.value
+        elif which == "old" and tok.old_values:
+            value = tok.old_values[k % len(tok.old_values)]
+        else:
+            value = "cpt_pat_" + "0" * 36
+        expected = which == "current" and not tok.dead(self.model.now)
+        assert self.auth.report_leak(value) is expected
+        if expected:
+            if tok.personal:
+                self.model.events[None] += 1  # a PAT's report: the account log
+            else:
+                self.model.log_change(tok)
+            tok.revoked = True
+            tok.grants = {}
+
     @rule()
     def reissue_pat(self) -> None:
         """Issue the PAT again: the old one dies at once."""

@@ -44,6 +44,10 @@ __all__ = ["TroopAuth"]
 
 log = logging.getLogger("troopauth")
 
+#: A reported value longer than this cannot be a token value (or one with some
+#: white space around it): refused before anything else is done with it.
+_MAX_REPORTED = 1024
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -333,6 +337,40 @@ class TroopAuth:
         with self._store.transaction(_actor_account(actor)) as tx:
             core.revoke(tx, actor, token_id, now)
         log.debug("revoked token %s", token_id)
+
+    def report_leak(self, value: str) -> bool:
+        """Revoke, at once and for good, the token that holds *value*.
+
+        No actor: whoever holds a value may report it leaked (a secret
+        scanner, the person who pasted it). The token's seat is freed and the
+        report is audited in each troop it was attached to (a personal
+        token's, in the account's log: the account then has none until a new
+        one is issued). Returns whether a live token was revoked, and nothing
+        else about it; an unknown, malformed, rotated-away, revoked or expired
+        value changes nothing and returns ``False``. A value that is not text,
+        or is longer than any token value could be, is `InvalidArgument`.
+        """
+        if not isinstance(value, str):
+            raise InvalidArgument(
+                f"a reported value must be a string, not {type(value).__name__}"
+            )
+        if len(value) > _MAX_REPORTED:
+            raise InvalidArgument(
+                f"a reported value is at most {_MAX_REPORTED} characters"
+            )
+        value = value.strip()
+        if not is_well_formed(value) or not has_valid_checksum(value):
+            return False
+        wanted = digest(value)
+        token = self._store.lookup(wanted)
+        if token is None:
+            return False
+        now = self._now()
+        with self._store.transaction(token.account_id) as tx:
+            revoked = core.report_leak(tx, token.id, wanted, now)
+        if revoked:
+            log.info("token %s revoked on a leak report", token.id)
+        return revoked
 
     def add_member(
         self, actor: Principal, troop_id: str, member_id: str, grant: Grant

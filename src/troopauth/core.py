@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from hmac import compare_digest
 
 import attrs
 
@@ -53,6 +54,7 @@ __all__ = [
     "list_troops",
     "member_principal",
     "remove_member",
+    "report_leak",
     "revoke",
     "rotate",
     "seat_pool",
@@ -62,6 +64,8 @@ __all__ = [
 
 #: How an account-level call (no actor) is named in the audit log.
 OWNER = "owner"
+#: How a leak report (no actor: whoever holds the value) is named in the log.
+LEAK_REPORTER = "leak-report"
 _MAX_NAME = 200
 _MAX_MEMBER_ID = 256
 _MAX_ID = 256
@@ -588,6 +592,42 @@ def revoke(tx: Transaction, actor: Principal, token_id: str, now: datetime) -> N
         _free_seat(tx)
     tx.put_token(attrs.evolve(token, revoked=True, seated=False, grants=_NO_GRANTS))
     _audit_change(tx, token, AuditAction.REVOKE, actor, now)
+
+
+def report_leak(tx: Transaction, token_id: str, digest: bytes, now: datetime) -> bool:
+    """Revoke the live token of this account whose value has *digest*.
+
+    Whether it was live and is now revoked; a token since revoked, rotated
+    away or expired changes nothing. The seat is freed, and the event (a
+    leak report) goes to each troop it was attached to, or, for a personal
+    token or a token attached nowhere, to the account's log.
+    """
+    token = tx.get_token(token_id)
+    if (
+        token is None
+        or token.account_id != tx.account_id
+        or token.revoked
+        or not compare_digest(token.digest, digest)
+        or is_expired(token, now)
+    ):
+        return False
+    if token.seated:
+        _free_seat(tx)
+    tx.put_token(attrs.evolve(token, revoked=True, seated=False, grants=_NO_GRANTS))
+    if token.kind is Kind.TROOP and token.grants:
+        _audit(
+            tx,
+            token.grants,
+            AuditAction.LEAK_REPORT,
+            LEAK_REPORTER,
+            now,
+            token_id=token.id,
+        )
+    else:
+        _audit_account(
+            tx, AuditAction.LEAK_REPORT, now, token_id=token.id, actor=LEAK_REPORTER
+        )
+    return True
 
 
 def add_member(

@@ -45,6 +45,8 @@ class AuditAction(enum.StrEnum):
     MEMBER_REMOVE = "member.remove"
     PAT_ISSUE = "pat.issue"
     PAT_REPLACE = "pat.replace"
+    #: A value reported leaked (``report_leak``): its token revoked for good.
+    LEAK_REPORT = "token.leak_report"
 
 
 @attrs.frozen
