@@ -23,7 +23,8 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.requests import HTTPConnection
 from fastapi.security.base import SecurityBase
 
-from .asgi import PRINCIPAL_KEY, Offload, Refusal, Requirement, Target, _guard_for
+from ._web import PRINCIPAL_KEY, Offload, Refusal, Target, guard_for
+from .asgi import Requirement
 from .auth import TroopAuth
 from .models import Principal
 from .permission import Permission
@@ -83,7 +84,7 @@ def requires(
     exception handler for ``HTTPException``.
     """
     requirement = Requirement(
-        troop, permission, key, _guard_for(auth, realm, None, offload)
+        troop, permission, key, guard_for(auth, realm, None, offload)
     )
     return TokenRequirement(
         requirement, scheme_name=scheme_name, description=description
