@@ -52,7 +52,7 @@ from troopauth.asgi import (
     path_param,
     require,
 )
-from troopauth.fastapi import requires
+from troopauth.fastapi import RESPONSES, requires
 from troopauth.tokens import new_value
 
 pytestmark = pytest.mark.anyio
@@ -763,6 +763,39 @@ class TestFastAPI:
         }
         operation = spec["paths"]["/troops/{troop_id}/keys/{key}"]["get"]
         assert operation["security"] == [{"troopauth": []}]
+
+    async def test_responses_document_the_answers(self, world: World) -> None:
+        """RESPONSES puts 401 and 403 in OpenAPI, as the dependency answers them."""
+        app = FastAPI()
+        app.add_middleware(TroopAuthMiddleware, auth=world.auth)
+        can_view = requires(troop=path_param("troop_id"), permission="view")
+
+        @app.get("/troops/{troop_id}", responses=RESPONSES)
+        def view(
+            troop_id: str,
+            principal: Principal = Depends(can_view),  # noqa: B008 (FastAPI's idiom)
+        ) -> Any:
+            return as_json(principal)
+
+        operation = app.openapi()["paths"]["/troops/{troop_id}"]["get"]
+        documented = operation["responses"]
+        assert set(documented) == {"200", "401", "403", "422"}
+        path = f"/troops/{world.troop}"
+        async with client(app) as c:
+            answers = {
+                "401": [await c.get(path), await c.get(path, headers=bearer("x"))],
+                "403": [await c.get(path, headers=bearer(world.ci))],
+            }
+        for status, responses in answers.items():
+            spec = documented[status]
+            codes = spec["content"]["application/json"]["schema"]["properties"][
+                "detail"
+            ]["enum"]
+            assert "WWW-Authenticate" in spec["headers"]
+            for response in responses:
+                assert str(response.status_code) == status
+                assert response.json()["detail"] in codes
+                assert response.headers["www-authenticate"].startswith("Bearer")
 
     @pytest.mark.parametrize(
         ("token", "expected"),
