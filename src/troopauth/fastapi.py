@@ -15,18 +15,25 @@ A dependency cannot add responses to the OpenAPI document, so the route (or
 its router) declares them: ``@app.get(path, responses=RESPONSES)`` lists the
 401 and 403 answers, their ``WWW-Authenticate`` header and their body.
 
-This is the only troopauth module that imports FastAPI; :mod:`troopauth.asgi`
-works with plain Starlette.
+This is the only troopauth module that imports FastAPI (the ``fastapi`` extra:
+``pip install 'troopauth[fastapi]'``, from a checkout ``pip install
+'.[fastapi]'``); :mod:`troopauth.asgi` works with plain Starlette, or any other
+ASGI framework.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from fastapi.exceptions import HTTPException, WebSocketException
-from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
-from fastapi.requests import HTTPConnection
-from fastapi.security.base import SecurityBase
+from ._extras import missing_extra
+
+try:
+    from fastapi.exceptions import HTTPException, WebSocketException
+    from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+    from fastapi.requests import HTTPConnection
+    from fastapi.security.base import SecurityBase
+except ImportError as exc:
+    raise missing_extra(__name__, "fastapi", exc) from exc
 
 from ._web import PRINCIPAL_KEY, Offload, Refusal, Target, guard_for
 from .asgi import Requirement

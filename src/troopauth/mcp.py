@@ -1,6 +1,8 @@
 """Troop tokens for MCP servers: a token verifier for the MCP Python SDK.
 
-Needs the ``mcp`` extra (``pip install 'troopauth[mcp]'``, the SDK 2.x).
+Needs the ``mcp`` extra (``pip install 'troopauth[mcp]'``, from a checkout
+``pip install '.[mcp]'``: the SDK 2.x); without it, importing this module
+raises an ``ImportError`` that says so.
 :class:`TroopTokenVerifier` implements the SDK's
 ``mcp.server.auth.provider.TokenVerifier`` protocol, so an ``MCPServer``
 given ``token_verifier=`` and ``auth=AuthSettings(...)`` accepts troop tokens
@@ -27,11 +29,16 @@ import functools
 import logging
 import math
 
-import anyio.to_thread
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.provider import AccessToken
-from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import ConfigDict, PrivateAttr
+from ._extras import missing_extra
+
+try:
+    import anyio.to_thread
+    from mcp.server.auth.middleware.auth_context import get_access_token
+    from mcp.server.auth.provider import AccessToken
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import ConfigDict, PrivateAttr
+except ImportError as exc:
+    raise missing_extra(__name__, "mcp", exc) from exc
 
 from .auth import TroopAuth
 from .errors import AccessDenied, InvalidArgument, InvalidToken
