@@ -378,7 +378,13 @@ class Guard:
         permission: Permission,
         key: str | None,
     ) -> Principal | Refusal:
-        """What ``verify`` answers for the passport's token, with no lookup."""
+        """What ``verify`` answers for the passport's token, with no lookup.
+
+        The middleware's lookup, an instant before in the same request, found
+        the value live (known, not rotated away, revoked or expired); this
+        checks the grant it read for the troop, the permission and the key,
+        as ``verify`` does (``Grant.allows``).
+        """
         grant = passport.grants.get(troop_id)
         if grant is None or not grant.allows(permission, key):
             return self.denied
