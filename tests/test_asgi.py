@@ -7,6 +7,7 @@ only client that speaks them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -51,7 +52,7 @@ from troopauth.asgi import (
     path_param,
     require,
 )
-from troopauth.fastapi import requires
+from troopauth.fastapi import RESPONSES, requires
 from troopauth.tokens import new_value
 
 pytestmark = pytest.mark.anyio
@@ -328,10 +329,17 @@ class TestMiddlewarePasses:
         assert [k for k in scope if k.startswith("troopauth.")] == [
             "troopauth.principal",
             "troopauth.guard",
+            "troopauth.passport",
         ]
         rest = {k: v for k, v in scope.items() if k != "headers"}
         assert world.pat not in repr(rest)
         assert world.pat.encode() not in repr(rest).encode()
+        held = scope["troopauth.passport"]
+        passport = {name: getattr(held, name) for name in held.__slots__}
+        digest = hashlib.sha256(world.pat.encode()).digest()
+        assert sorted(passport) == ["auth", "grants", "principal"]
+        assert repr(digest) not in repr(passport)
+        assert digest.hex() not in repr(passport)
 
     async def test_scope_is_copied_not_mutated(self, world: World) -> None:
         """The middleware gives the app a copy; the server's scope is untouched."""
@@ -756,6 +764,39 @@ class TestFastAPI:
         operation = spec["paths"]["/troops/{troop_id}/keys/{key}"]["get"]
         assert operation["security"] == [{"troopauth": []}]
 
+    async def test_responses_document_the_answers(self, world: World) -> None:
+        """RESPONSES puts 401 and 403 in OpenAPI, as the dependency answers them."""
+        app = FastAPI()
+        app.add_middleware(TroopAuthMiddleware, auth=world.auth)
+        can_view = requires(troop=path_param("troop_id"), permission="view")
+
+        @app.get("/troops/{troop_id}", responses=RESPONSES)
+        def view(
+            troop_id: str,
+            principal: Principal = Depends(can_view),  # noqa: B008 (FastAPI's idiom)
+        ) -> Any:
+            return as_json(principal)
+
+        operation = app.openapi()["paths"]["/troops/{troop_id}"]["get"]
+        documented = operation["responses"]
+        assert set(documented) == {"200", "401", "403", "422"}
+        path = f"/troops/{world.troop}"
+        async with client(app) as c:
+            answers = {
+                "401": [await c.get(path), await c.get(path, headers=bearer("x"))],
+                "403": [await c.get(path, headers=bearer(world.ci))],
+            }
+        for status, responses in answers.items():
+            spec = documented[status]
+            codes = spec["content"]["application/json"]["schema"]["properties"][
+                "detail"
+            ]["enum"]
+            assert "WWW-Authenticate" in spec["headers"]
+            for response in responses:
+                assert str(response.status_code) == status
+                assert response.json()["detail"] in codes
+                assert response.headers["www-authenticate"].startswith("Bearer")
+
     @pytest.mark.parametrize(
         ("token", "expected"),
         [
@@ -867,7 +908,7 @@ class TestOffload:
         assert ok.status_code == 200
         assert bad.status_code == 401
         threads = self.threads(remote)
-        assert len(threads) == 3  # authenticate + verify, then the unknown value
+        assert len(threads) == 2  # the middleware's, then the unknown value
         assert all((t != loop_thread) is off_loop for t in threads)
 
     async def test_fastapi_dependency_offloads(self, remote: World) -> None:
@@ -899,8 +940,108 @@ class TestOffload:
                     f"/troops/{world.troop}/keys/deploy", headers=bearer(world.ci)
                 )
         assert response.status_code == 200
-        assert len(store.lookup_threads) == 2
+        assert len(store.lookup_threads) == 1  # the middleware's, reused
         assert all((t != loop_thread) is off_loop for t in store.lookup_threads)
+
+
+class TestOneLookup:
+    """Behind the middleware, a request costs one store lookup, requirement or not."""
+
+    @pytest.fixture
+    def spied(self, clock: FrozenClock) -> Iterator[tuple[World, SpyStore]]:
+        """The world on a store that counts its lookups."""
+        with SpyStore() as store:
+            yield build_world(TroopAuth(store, clock=clock), clock), store
+
+    @pytest.mark.parametrize(
+        ("path", "token", "status"),
+        [
+            ("/troops/{troop}/keys/prod/db", "ci", 200),
+            ("/troops/{troop}/keys/billing", "ci", 403),
+            ("/troops/{other}/keys/deploy", "ci", 403),
+            ("/troops/{troop}", "viewer", 200),
+            ("/mounted/{troop}/", "pat", 200),
+            ("/mounted/{troop}/", "ci", 403),
+        ],
+    )
+    async def test_starlette_requirement(
+        self, spied: tuple[World, SpyStore], path: str, token: str, status: int
+    ) -> None:
+        """require() and .wrap() reuse the middleware's lookup: one per request."""
+        world, store = spied
+        app = starlette_app(world, Calls([]))
+        url = path.format(troop=world.troop, other=world.other_troop)
+        del store.lookup_threads[:]
+        async with client(app) as c:
+            response = await c.get(url, headers=bearer(getattr(world, token)))
+        assert response.status_code == status
+        assert len(store.lookup_threads) == 1
+
+    @pytest.mark.parametrize(("key", "status"), [("prod/db", 200), ("billing", 403)])
+    async def test_fastapi_dependency(
+        self, spied: tuple[World, SpyStore], key: str, status: int
+    ) -> None:
+        """requires() behind the middleware: one lookup per request."""
+        world, store = spied
+        del store.lookup_threads[:]
+        async with client(fastapi_app(world)) as c:
+            response = await c.get(
+                f"/troops/{world.troop}/keys/{key}", headers=bearer(world.ci)
+            )
+        assert response.status_code == status
+        assert len(store.lookup_threads) == 1
+
+    def test_websocket_requirement(self, spied: tuple[World, SpyStore]) -> None:
+        """A WebSocket route's requirement reuses the middleware's lookup too."""
+        world, store = spied
+        expected = as_json(world.principal(world.viewer))
+        del store.lookup_threads[:]
+        with (
+            TestClient(starlette_app(world, Calls([]))) as c,
+            c.websocket_connect(
+                f"/ws/troops/{world.troop}", headers=bearer(world.viewer)
+            ) as ws,
+        ):
+            assert ws.receive_json() == expected
+        assert len(store.lookup_threads) == 1
+
+    async def test_each_request_reads_the_store_again(
+        self, spied: tuple[World, SpyStore]
+    ) -> None:
+        """A detach between two requests applies to the next one."""
+        world, _ = spied
+        app = starlette_app(world, Calls([]))
+        async with client(app) as c:
+            ok = await c.get(f"/troops/{world.troop}", headers=bearer(world.viewer))
+            world.auth.detach(
+                world.principal(world.pat),
+                world.principal(world.viewer).token_id or "",
+                world.troop,
+            )
+            gone = await c.get(f"/troops/{world.troop}", headers=bearer(world.viewer))
+        assert ok.status_code == 200
+        assert gone.status_code == 403
+
+    async def test_own_auth_looks_up_itself(
+        self, spied: tuple[World, SpyStore], clock: FrozenClock
+    ) -> None:
+        """A requirement with another auth= does not trust the middleware's lookup."""
+        world, _ = spied
+        with MemoryStore() as other_store:
+            other = build_world(TroopAuth(other_store, clock=clock), clock)
+            need = require(troop=other.troop, permission="view", auth=other.auth)
+
+            @need
+            async def endpoint(request: Request) -> JSONResponse:
+                return JSONResponse(as_json(request.scope[PRINCIPAL_KEY]))
+
+            app = Starlette(routes=[Route("/", endpoint)])
+            app.add_middleware(TroopAuthMiddleware, auth=world.auth)
+            async with client(app) as c:
+                theirs = await c.get("/", headers=bearer(other.viewer))
+                ours = await c.get("/", headers=bearer(world.viewer))
+        assert theirs.status_code == 401  # the outer middleware does not know it
+        assert ours.status_code == 401  # nor does the route's own auth know ours
 
 
 class TestPostgres:
@@ -935,7 +1076,7 @@ class TestPostgres:
         assert ok.json()["principal"]["token_id"] == world.ci_id
         assert_refused(denied, 403, 'Bearer error="insufficient_scope"')
         assert_refused(bad, 401, 'Bearer error="invalid_token"')
-        assert len(threads) == 5  # 2 + 2 for the passed requests, 1 for the bad one
+        assert len(threads) == 3  # one per request
         assert loop_thread not in threads
 
 

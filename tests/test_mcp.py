@@ -435,6 +435,24 @@ class TestHttpRequireKey:
         assert before["isError"] is False
         assert after["isError"] is True
 
+    def test_other_verifiers_token_is_refused(self, auth, world):
+        """A token another verifier made, with troopauth-shaped scopes: refused."""
+
+        class OtherVerifier:
+            """A verifier of some other scheme whose scopes look like ours."""
+
+            async def verify_token(self, token: str) -> AccessToken | None:
+                return AccessToken(
+                    token="other",  # noqa: S106 (not a secret)
+                    client_id="someone",
+                    scopes=["troopauth:use", "*"],
+                )
+
+        result = self._use(OtherVerifier(), "anything", "billing")
+        assert result["isError"] is True
+        text = result["content"][0]["text"]
+        assert text.endswith("access denied: no troop access token on this request")
+
 
 # -- the verifier on its own ------------------------------------------------------
 
@@ -694,10 +712,11 @@ class TestGrantScopes:
 
     @given(grants)
     def test_round_trip(self, given_grant):
-        """require_key reads back exactly the grant the scopes came from."""
-        from troopauth.mcp import _grant_of
-
-        assert _grant_of(tuple(grant_scopes(given_grant))) == given_grant
+        """The scopes name exactly the grant: its permissions, then its patterns."""
+        scopes = grant_scopes(given_grant)
+        names = [s.removeprefix("troopauth:") for s in scopes if s[:10] == "troopauth:"]
+        patterns = [s for s in scopes if s[:10] != "troopauth:"]
+        assert Grant.parse(",".join(names), ",".join(patterns)) == given_grant
 
     def test_not_a_grant(self):
         """Anything but a Grant: InvalidArgument."""
@@ -706,7 +725,20 @@ class TestGrantScopes:
 
 
 def _access(scopes: list[str]) -> AccessToken:
+    """An access token some other verifier made, holding *scopes*."""
     return AccessToken(token="hint", client_id="tok_x", scopes=scopes)  # noqa: S106 (a hint)
+
+
+def _verified(given: Grant) -> AccessToken:
+    """The access token TroopTokenVerifier makes for a token holding *given*."""
+    auth = TroopAuth(MemoryStore())
+    setup = make_account(auth)
+    issued = auth.issue_token(setup.owner, setup.tid, given)
+    token = TroopTokenVerifier(auth, setup.tid, required=given.permission).check(
+        issued.value
+    )
+    assert token is not None
+    return token
 
 
 class TestRequireKey:
@@ -714,7 +746,7 @@ class TestRequireKey:
 
     def test_allowed(self):
         """Every flag asked for, on a key the scope covers: returns the token."""
-        token = _access(grant_scopes(Grant.parse("view,use", "key:prod/*")))
+        token = _verified(Grant.parse("view,use", "key:prod/*"))
         assert require_key("prod/db", V | U, access_token=token) is token
 
     @pytest.mark.parametrize(
@@ -723,20 +755,43 @@ class TestRequireKey:
     )
     def test_denied(self, key, permission):
         """Another key, a missing flag, or a troop-level target: AccessDenied."""
-        token = _access(grant_scopes(Grant.parse("view,use", "key:prod/*")))
+        token = _verified(Grant.parse("view,use", "key:prod/*"))
         with pytest.raises(AccessDenied):
             require_key(key, permission, access_token=token)
 
     def test_troop_level_needs_whole_troop(self):
         """key=None is allowed by the whole-troop scope only."""
-        token = _access(grant_scopes(Grant.parse("manage")))
+        token = _verified(Grant.parse("manage"))
         assert require_key(None, M, access_token=token) is token
 
     def test_empty_permission_denied(self):
         """An empty permission set is always denied."""
-        token = _access(grant_scopes(Grant.full()))
+        token = _verified(Grant.full())
         with pytest.raises(AccessDenied):
             require_key("a", Permission(0), access_token=token)
+
+    @pytest.mark.parametrize(
+        "given", [Grant.full(), Grant.parse("use", "key:a")], ids=["full", "key"]
+    )
+    def test_foreign_token_with_the_same_scopes_denied(self, given):
+        """Only tokens TroopTokenVerifier made pass, not a look-alike's scopes."""
+        real = _verified(given)
+        foreign = AccessToken(
+            token=real.token,
+            client_id=real.client_id,
+            scopes=list(real.scopes),
+            claims=real.claims,
+        )
+        assert require_key("a", U, access_token=real) is real
+        with pytest.raises(AccessDenied, match="no troop access token"):
+            require_key("a", U, access_token=foreign)
+
+    def test_scopes_edited_after_verification_do_not_widen(self):
+        """The verifier's grant is what counts, not scopes appended later."""
+        token = _verified(Grant.parse("use", "key:a"))
+        token.scopes.append("*")
+        with pytest.raises(AccessDenied):
+            require_key("b", U, access_token=token)
 
     @pytest.mark.parametrize(
         "scopes",

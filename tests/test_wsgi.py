@@ -72,7 +72,11 @@ class World:
 @pytest.fixture
 def world(web_store: MemoryStore | SQLiteStore, clock: FrozenClock) -> World:
     """The tokens the tests use, on each store and the frozen clock."""
-    auth = TroopAuth(web_store, clock=clock)
+    return build_world(TroopAuth(web_store, clock=clock), clock)
+
+
+def build_world(auth: TroopAuth, clock: FrozenClock) -> World:
+    """Issue the tokens the tests use."""
     setup = make_account(auth, troops=2)
     ci = auth.issue_token(setup.owner, setup.tid, grant("use", "key:deploy,key:prod/*"))
     viewer = auth.issue_token(setup.owner, setup.tid, grant("view"))
@@ -241,6 +245,7 @@ class TestMiddlewarePasses:
         assert [k for k in environ if k.startswith("troopauth.")] == [
             "troopauth.principal",
             "troopauth.guard",
+            "troopauth.passport",
         ]
 
     def test_bare_wsgi_app(self, world: World) -> None:
@@ -436,6 +441,67 @@ class TestRequire:
 
         with pytest.raises(InvalidArgument, match="sync"):
             need(view)
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts its lookups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+        inner = self.lookup
+
+        def lookup(digest: bytes) -> Any:
+            self.lookups += 1
+            return inner(digest)
+
+        self.lookup = lookup  # type: ignore[method-assign]  # a counting wrapper
+
+
+class TestOneLookup:
+    """Behind the middleware, a request costs one store lookup, view or not."""
+
+    @pytest.mark.parametrize(
+        ("path", "token", "status"),
+        [
+            ("/troops/{troop}/keys/prod/db", "ci", 200),
+            ("/troops/{troop}/keys/billing", "ci", 403),
+            ("/troops/{other}", "viewer", 403),
+            ("/troops/{troop}", "viewer", 200),
+            ("/whoami", "pat", 200),
+        ],
+    )
+    def test_flask_requirement(
+        self, clock: FrozenClock, path: str, token: str, status: int
+    ) -> None:
+        """require() reuses the middleware's lookup: one per request."""
+        with CountingStore() as store:
+            world = build_world(TroopAuth(store, clock=clock), clock)
+            web = flask_app(world, Calls([])).test_client()
+            url = path.format(troop=world.troop, other=world.other_troop)
+            store.lookups = 0
+            response = web.get(url, headers=bearer(getattr(world, token)))
+        assert response.status_code == status
+        assert store.lookups == 1
+
+    def test_check_with_the_environ(self, clock: FrozenClock) -> None:
+        """Requirement.check reuses the lookup of the middleware that ran before."""
+        with CountingStore() as store:
+            world = build_world(TroopAuth(store, clock=clock), clock)
+            need = require(troop=world.troop, permission="view")
+            seen: list[object] = []
+
+            def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+                seen.append(need.check(environ, {}))
+                start_response("204 No Content", [])
+                return []
+
+            wrapped = TroopAuthMiddleware(app, auth=world.auth)
+            expected = world.principal(world.viewer)
+            store.lookups = 0
+            Client(wrapped).get("/", headers=bearer(world.viewer))
+        assert seen == [expected]
+        assert store.lookups == 1
 
 
 class TestCheck:

@@ -11,24 +11,78 @@ a ``WebSocketException`` closing with 1008.
 
 The dependency is also a security scheme: FastAPI lists it in the OpenAPI
 document (HTTP bearer), so the interactive docs offer an "Authorize" button.
+A dependency cannot add responses to the OpenAPI document, so the route (or
+its router) declares them: ``@app.get(path, responses=RESPONSES)`` lists the
+401 and 403 answers, their ``WWW-Authenticate`` header and their body.
 
-This is the only troopauth module that imports FastAPI; :mod:`troopauth.asgi`
-works with plain Starlette.
+This is the only troopauth module that imports FastAPI (the ``fastapi`` extra:
+``pip install 'troopauth[fastapi]'``, from a checkout ``pip install
+'.[fastapi]'``); :mod:`troopauth.asgi` works with plain Starlette, or any other
+ASGI framework.
 """
 
 from __future__ import annotations
 
-from fastapi.exceptions import HTTPException, WebSocketException
-from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
-from fastapi.requests import HTTPConnection
-from fastapi.security.base import SecurityBase
+from typing import Any, Final
 
-from .asgi import PRINCIPAL_KEY, Offload, Refusal, Requirement, Target, _guard_for
+from ._extras import missing_extra
+
+try:
+    from fastapi.exceptions import HTTPException, WebSocketException
+    from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+    from fastapi.requests import HTTPConnection
+    from fastapi.security.base import SecurityBase
+except ImportError as exc:
+    raise missing_extra(__name__, "fastapi", exc) from exc
+
+from ._web import PRINCIPAL_KEY, Offload, Refusal, Target, guard_for
+from .asgi import Requirement
 from .auth import TroopAuth
 from .models import Principal
 from .permission import Permission
 
-__all__ = ["TokenRequirement", "requires"]
+__all__ = ["RESPONSES", "TokenRequirement", "requires"]
+
+
+def _refusal(description: str, codes: list[str]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {
+            "WWW-Authenticate": {
+                "description": "The RFC 6750 challenge: Bearer, with the error "
+                "code (and the realm, if one is set).",
+                "schema": {"type": "string"},
+            }
+        },
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"detail": {"type": "string", "enum": codes}},
+                    "required": ["detail"],
+                }
+            }
+        },
+    }
+
+
+#: The answers :func:`requires` may give instead of the route's, for the
+#: OpenAPI document: ``@app.get(path, responses=RESPONSES)`` (or
+#: ``APIRouter(responses=RESPONSES)`` for every route of a router). 401 for no
+#: token or a dead one, 403 for a live token that may not; each with its
+#: ``WWW-Authenticate`` challenge and its ``{"detail": "<code>"}`` body. To add
+#: answers of your own, merge: ``responses={**RESPONSES, 404: {...}}``.
+RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    401: _refusal(
+        "No bearer token, or not a live one (malformed, unknown, rotated away, "
+        "revoked or expired).",
+        ["missing_token", "invalid_token"],
+    ),
+    403: _refusal(
+        "A live token whose grant does not cover this troop, permission or key.",
+        ["insufficient_scope"],
+    ),
+}
 
 
 class TokenRequirement(SecurityBase):
@@ -80,10 +134,11 @@ def requires(
     supplies ``auth``, ``realm`` and ``offload``. *scheme_name* and
     *description* name the security scheme in the OpenAPI document. The body of
     a refusal is FastAPI's (``{"detail": "<code>"}``); shape it with an
-    exception handler for ``HTTPException``.
+    exception handler for ``HTTPException``. Declare the refusals in the
+    OpenAPI document with :data:`RESPONSES`.
     """
     requirement = Requirement(
-        troop, permission, key, _guard_for(auth, realm, None, offload)
+        troop, permission, key, guard_for(auth, realm, None, offload)
     )
     return TokenRequirement(
         requirement, scheme_name=scheme_name, description=description

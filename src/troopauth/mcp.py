@@ -1,6 +1,8 @@
 """Troop tokens for MCP servers: a token verifier for the MCP Python SDK.
 
-Needs the ``mcp`` extra (``pip install 'troopauth[mcp]'``, the SDK 2.x).
+Needs the ``mcp`` extra (``pip install 'troopauth[mcp]'``, from a checkout
+``pip install '.[mcp]'``: the SDK 2.x); without it, importing this module
+raises an ``ImportError`` that says so.
 :class:`TroopTokenVerifier` implements the SDK's
 ``mcp.server.auth.provider.TokenVerifier`` protocol, so an ``MCPServer``
 given ``token_verifier=`` and ``auth=AuthSettings(...)`` accepts troop tokens
@@ -27,16 +29,21 @@ import functools
 import logging
 import math
 
-import anyio.to_thread
-from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.provider import AccessToken
-from mcp.server.mcpserver.exceptions import ToolError
+from ._extras import missing_extra
+
+try:
+    import anyio.to_thread
+    from mcp.server.auth.middleware.auth_context import get_access_token
+    from mcp.server.auth.provider import AccessToken
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import ConfigDict, PrivateAttr
+except ImportError as exc:
+    raise missing_extra(__name__, "mcp", exc) from exc
 
 from .auth import TroopAuth
-from .errors import AccessDenied, InvalidArgument, InvalidToken, TroopAuthError
+from .errors import AccessDenied, InvalidArgument, InvalidToken
 from .grant import Grant
 from .permission import Permission
-from .scope import Scope
 
 __all__ = [
     "SCOPE_PREFIX",
@@ -74,27 +81,16 @@ def grant_scopes(grant: Grant) -> list[str]:
     return list(_scopes(grant))
 
 
-@functools.lru_cache(maxsize=1024)
-def _grant_of(scopes: tuple[str, ...]) -> Grant | None:
-    """The grant :func:`grant_scopes` mapped to *scopes*, or None."""
-    permission = Permission(0)
-    patterns = []
-    for scope in scopes:
-        if scope.startswith(SCOPE_PREFIX):
-            name = scope[len(SCOPE_PREFIX) :]
-            member = (
-                Permission.__members__.get(name.upper()) if name.isascii() else None
-            )
-            if member is not None:
-                permission |= member
-        elif scope == "*" or scope.startswith("key:"):
-            patterns.append(scope)
-    if not permission or not patterns:
-        return None
-    try:
-        return Grant(permission, Scope.parse(",".join(patterns)))
-    except TroopAuthError:
-        return None
+class _TroopAccessToken(AccessToken):
+    """The access token :class:`TroopTokenVerifier` builds, and only it.
+
+    :func:`require_key` trusts no other: another verifier on the same server
+    may hand out scopes that look like troopauth's. The grant the verifier
+    read is kept beside the scopes, so editing ``scopes`` widens nothing.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    _grant: Grant = PrivateAttr()
 
 
 def _check_arguments(
@@ -192,7 +188,7 @@ class TroopTokenVerifier:
                 "not attached" if grant is None else "missing permission",
             )
             return None
-        return AccessToken(
+        token = _TroopAccessToken(
             token=record.hint,
             client_id=record.token_id,
             scopes=list(_scopes(grant)),
@@ -208,6 +204,8 @@ class TroopTokenVerifier:
                 "kind": record.kind.value,
             },
         )
+        token._grant = grant
+        return token
 
     def __repr__(self) -> str:
         return (
@@ -239,18 +237,18 @@ def require_key(
     ``get_access_token()``); ``key=None`` asks for a troop-level target, which
     only the whole-troop scope covers. The check reads the scopes that
     :class:`TroopTokenVerifier` set when it verified this HTTP request, so it
-    costs no store access. A request without a troop access token (stdio, or
-    another verifier's token) is denied.
+    costs no store access. Only an access token that a
+    :class:`TroopTokenVerifier` built passes: a request without one (stdio, or
+    another verifier's token, whatever its scopes) is denied.
     """
     if not isinstance(permission, Permission):
         raise InvalidArgument("permission must be a Permission")
     if key is not None and not isinstance(key, str):
         raise InvalidArgument("key must be a string or None")
     token = get_access_token() if access_token is None else access_token
-    if not isinstance(token, AccessToken):
+    if not isinstance(token, _TroopAccessToken):
         raise ToolAccessDenied("access denied: no troop access token on this request")
-    grant = _grant_of(tuple(token.scopes))
-    if grant is None or not grant.allows(permission, key):
+    if not token._grant.allows(permission, key):
         wanted = ",".join(n.lower() for n in permission.names()) or "nothing"
         target = "the troop" if key is None else f"key {key[:40]!r}"
         raise ToolAccessDenied(f"access denied: {wanted} on {target}")

@@ -29,13 +29,19 @@ from functools import lru_cache
 from typing import Any, Final
 
 import attrs
-import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
-from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+
+from ._extras import missing_extra
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.pq import TransactionStatus
+    from psycopg.rows import tuple_row
+    from psycopg.types.json import Jsonb
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:
+    raise missing_extra(__name__, "postgres", exc) from exc
 
 from .errors import InvalidArgument, StoreError
 from .grant import Grant, interned

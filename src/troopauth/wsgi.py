@@ -1,7 +1,7 @@
 """WSGI middleware and a per-view requirement for troop access tokens.
 
 The WSGI twin of :mod:`troopauth.asgi`, with the same answers, headers and
-bodies (it shares that module's :class:`~troopauth.asgi.Refusal`,
+bodies (both share :class:`~troopauth.asgi.Refusal`,
 :func:`~troopauth.asgi.json_error` and :func:`~troopauth.asgi.path_param`):
 
 * :class:`TroopAuthMiddleware` wraps any WSGI application (Flask, Django,
@@ -20,25 +20,26 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias, TypeVar
 
-from .asgi import (
-    _GUARD_KEY,
-    MALFORMED,
+from ._web import (
     PRINCIPAL_KEY,
     ErrorPolicy,
     ErrorResponse,
     Guard,
     Refusal,
+    RequirementBase,
     Target,
-    _Requirement,
+    admitted,
+    guard_for,
+    headers_with_length,
     json_error,
+    log_refusal,
     parse_authorization,
     path_param,
+    status_line,
 )
 from .auth import TroopAuth
 from .errors import InvalidArgument
@@ -55,8 +56,6 @@ __all__ = [
     "path_param",
     "require",
 ]
-
-log = logging.getLogger("troopauth.web")
 
 #: The WSGI environ (PEP 3333).
 Environ: TypeAlias = MutableMapping[str, Any]
@@ -93,20 +92,13 @@ class _WSGIResponse:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         response = self._response
-        headers = list(response.headers)
-        if not any(name.lower() == "content-length" for name, _ in headers):
-            headers.append(("Content-Length", str(len(response.body))))
-        status = f"{response.status} {HTTPStatus(response.status).phrase}"
-        start_response(status, headers)
+        start_response(status_line(response.status), headers_with_length(response))
         return [response.body]
 
 
 def _refuse(guard: Guard, refusal: Refusal, environ: Environ) -> _WSGIResponse:
-    log.debug(
-        "refused %s %s: %s",
-        environ.get("REQUEST_METHOD", ""),
-        environ.get("PATH_INFO", ""),
-        refusal.detail,
+    log_refusal(
+        environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), refusal
     )
     return _WSGIResponse(guard.on_error(refusal))
 
@@ -142,19 +134,14 @@ class TroopAuthMiddleware:
     ) -> Iterable[bytes]:
         """Handle one WSGI request."""
         guard = self.guard
-        value = parse_authorization(environ.get("HTTP_AUTHORIZATION"))
-        principal: Principal | None = None
-        if value is not None:
-            outcome = guard.invalid if value is MALFORMED else guard.authenticate(value)
-            if isinstance(outcome, Refusal):
-                return _refuse(guard, outcome, environ)(environ, start_response)
-            principal = outcome
-        environ[PRINCIPAL_KEY] = principal
-        environ[_GUARD_KEY] = guard
+        outcome = guard.admit(parse_authorization(environ.get("HTTP_AUTHORIZATION")))
+        if isinstance(outcome, Refusal):
+            return _refuse(guard, outcome, environ)(environ, start_response)
+        admitted(environ, guard, outcome)
         return self.app(environ, start_response)
 
 
-class Requirement(_Requirement):
+class Requirement(RequirementBase):
     """A per-view requirement on WSGI: made by :func:`require`."""
 
     __slots__ = ()
@@ -162,20 +149,20 @@ class Requirement(_Requirement):
     def check(self, environ: Environ, params: Mapping[str, Any]) -> Principal | Refusal:
         """Verify the request's bearer value: its `Principal`, or a `Refusal`.
 
-        *params* are the route's path parameters (for :func:`path_param`). One
-        ``auth.verify``; the refusals are those of
-        :meth:`troopauth.asgi.Requirement.check`.
+        *params* are the route's path parameters (for :func:`path_param`).
+        Behind the middleware, no lookup (the grants its lookup read for this
+        request are judged); otherwise one ``auth.verify``. The refusals are
+        those of :meth:`troopauth.asgi.Requirement.check`.
         """
         return self._check(self._guard_in(environ), environ, params)
 
     def _check(
         self, guard: Guard, environ: Environ, params: Mapping[str, Any]
     ) -> Principal | Refusal:
-        value = parse_authorization(environ.get("HTTP_AUTHORIZATION"))
-        if value is None:
-            return guard.missing
-        if value is MALFORMED:
-            return guard.invalid
+        header = environ.get("HTTP_AUTHORIZATION")
+        value = self._settle(guard, parse_authorization(header), environ, params)
+        if not isinstance(value, str):
+            return value
         troop, permission, key = self._target(params)
         return guard.verify(value, troop, permission, key)
 
@@ -223,18 +210,7 @@ def require(
     without ``auth`` the :class:`TroopAuthMiddleware` around the application
     supplies ``auth``, ``realm`` and ``on_error``.
     """
-    if auth is None:
-        if realm is not None or on_error is not None:
-            raise InvalidArgument(
-                "realm and on_error go with auth=; without auth the "
-                "middleware's settings apply"
-            )
-        guard = None
-    else:
-        guard = Guard(
-            auth,
-            realm=realm,
-            on_error=json_error if on_error is None else on_error,
-            offload=False,
-        )
+    guard = guard_for(
+        auth, realm, on_error, None, options="realm and on_error", default_offload=False
+    )
     return Requirement(troop, permission, key, guard)
