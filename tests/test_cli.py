@@ -217,7 +217,14 @@ class TestAccountCommands:
         data = json.loads(
             _ok(_run("--json", "account", "create", "--seats=1", env=env))
         )
-        assert set(data) == {"id", "seats", "audit_log", "created_at"}
+        assert set(data) == {
+            "id",
+            "seats",
+            "audit_log",
+            "created_at",
+            "max_token_lifetime",
+            "require_expiry",
+        }
         assert (data["seats"], data["audit_log"]) == (1, False)
         with SQLiteStore(db) as store:
             assert TroopAuth(store).seats(data["id"]).capacity == 1
@@ -607,13 +614,15 @@ POSITIONALS = {"account_id", "troop_id", "token_id", "member_id", "name", "words
 OPTIONS = {
     "-h", "--help", "--db", "--json", "--token-file", "--token-stdin", "--seats",
     "--audit-log", "--permission", "--scope", "--name", "--expires-at",
-    "--expires-in", "--key", "--account", "--limit", "--after",
+    "--expires-in", "--key", "--account", "--limit", "--after", "--max-lifetime",
+    "--require-expiry", "--no-max-lifetime", "--no-require-expiry",
 }  # fmt: skip
 
 
 #: A valid command line for every command (a new command must be added here).
 VALID = {
     "account create": ["--seats", "1"],
+    "account policy": ["acct_x"],
     "troop create": ["acct_x", "ops"],
     "troop list": ["acct_x"],
     "pat issue": ["acct_x"],
@@ -624,6 +633,7 @@ VALID = {
     "token revoke": ["tok_x"],
     "token list": ["troop_x"],
     "token show": ["tok_x"],
+    "token report-leak": [],
     "member add": ["troop_x", "alice", "--permission", "view", "--scope", "*"],
     "member remove": ["troop_x", "alice"],
     "member list": ["troop_x"],
@@ -827,3 +837,61 @@ class TestDatabaseFile:
         )
         assert result.returncode == ExitCode.INVALID_ARGUMENT.value
         assert list(tmp_path.iterdir()) == []
+
+
+class TestPolicyCommands:
+    """``account create --max-lifetime/--require-expiry`` and ``account policy``."""
+
+    def test_create_with_a_policy(self, tmp_path: Path) -> None:
+        """The policy is set at creation and shown in text and JSON."""
+        env = _env(TROOPAUTH_DB=str(tmp_path / "p.db"))
+        text = _ok(
+            _run("account", "create", "--seats", "1", "--max-lifetime", "90d", env=env)
+        )
+        assert "tokens live at most 90 days" in text
+        data = json.loads(
+            _ok(_run("--json", "account", "create", "--seats=1", "--require-expiry",
+                     "--max-lifetime", "1h", env=env))
+        )  # fmt: skip
+        assert (data["max_token_lifetime"], data["require_expiry"]) == (3600, True)
+
+    def test_policy_changes_keep_what_is_left_out(self, world: World) -> None:
+        """Each option changes its part only; the next issue obeys it."""
+        acct = world.account_id
+        _ok(world.run("account", "policy", acct, "--max-lifetime", "1d"))
+        shown = _ok(world.run("account", "policy", acct, "--require-expiry"))
+        assert shown == (
+            f"account {acct}: tokens live at most 1 day, 0:00:00, an expiry required\n"
+        )
+        data = json.loads(_ok(world.run("--json", "account", "policy", acct)))
+        assert (data["max_token_lifetime"], data["require_expiry"]) == (86400, True)
+        refused = world.as_owner(
+            "token", "issue", world.troop_id, "--permission", "view", "--scope", "*",
+            "--expires-in", "2d",
+        )  # fmt: skip
+        assert refused.returncode == ExitCode.INVALID_ARGUMENT.value
+        assert "max_token_lifetime" in refused.stderr
+        off = _ok(
+            world.run(
+                "account", "policy", acct, "--no-max-lifetime", "--no-require-expiry"
+            )
+        )
+        assert off == f"account {acct}: no maximum lifetime, no expiry required\n"
+
+
+class TestReportLeakCommand:
+    """``token report-leak`` reads the value from stdin (never an argument)."""
+
+    def test_live_then_dead(self, world: World) -> None:
+        """A live value: revoked (exit 0, JSON true); again: nothing changed
+        (exit 0, false); the value is echoed nowhere."""
+        ci = world.issue_ci()
+        first = world.run("token", "report-leak", "--token-stdin", stdin=ci.value)
+        assert _ok(first).startswith("revoked:")
+        with pytest.raises(InvalidToken):
+            world.auth.authenticate(ci.value)
+        again = world.run(
+            "--json", "token", "report-leak", "--token-stdin", stdin=ci.value
+        )
+        assert json.loads(_ok(again)) == {"revoked": False}
+        assert ci.value not in first.stdout + first.stderr + again.stdout

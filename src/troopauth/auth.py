@@ -6,7 +6,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from hmac import compare_digest
 from typing import Protocol
@@ -241,13 +241,54 @@ class TroopAuth:
 
     # -- account-level calls ---------------------------------------------------
 
-    def create_account(self, *, seats: int, audit_log: bool = False) -> Account:
+    def create_account(
+        self,
+        *,
+        seats: int,
+        audit_log: bool = False,
+        max_token_lifetime: timedelta | None = None,
+        require_expiry: bool = False,
+    ) -> Account:
         """A new account with a pool of *seats* seats; ``audit_log=True`` keeps
-        the hash-chained audit log for this account."""
+        the hash-chained audit log for this account.
+
+        The token policy: with ``max_token_lifetime`` every troop token issued
+        expires within it (no ``expires_at`` then means now + the maximum; a
+        later one is `InvalidArgument`, never clamped); ``require_expiry``
+        refuses a token issued without ``expires_at``. The personal token is
+        exempt.
+        """
         now = self._now()
         with self._store.transaction(_new_id("acct")) as tx:
-            account = core.create_account(tx, seats=seats, audit_log=audit_log, now=now)
+            account = core.create_account(
+                tx,
+                seats=seats,
+                audit_log=audit_log,
+                now=now,
+                max_token_lifetime=max_token_lifetime,
+                require_expiry=require_expiry,
+            )
         log.debug("created account %s", account.id)
+        return account.public()
+
+    def set_policy(
+        self,
+        account_id: str,
+        *,
+        max_token_lifetime: timedelta | None = core.KEEP,
+        require_expiry: bool = core.KEEP,
+    ) -> Account:
+        """Change an account's token policy (an account-level call, like
+        `create_troop`); a keyword left out keeps its value. The policy
+        applies to tokens issued (and attached) from now on; existing tokens
+        keep their expiry."""
+        with self._store.transaction(_account_id(account_id)) as tx:
+            account = core.set_policy(
+                tx,
+                max_token_lifetime=max_token_lifetime,
+                require_expiry=require_expiry,
+            )
+        log.debug("set the token policy of account %s", account.id)
         return account.public()
 
     def create_troop(self, account_id: str, name: str) -> Troop:

@@ -37,6 +37,7 @@ from .errors import (
 )
 from .grant import Grant
 from .models import (
+    Account,
     AuditEvent,
     IssuedToken,
     Member,
@@ -225,6 +226,32 @@ class _SeatsWords(argparse.Action):
         setattr(namespace, self.dest, words)
 
 
+def _policy_options(parser: argparse.ArgumentParser, *, changing: bool = False) -> None:
+    lifetime = parser.add_mutually_exclusive_group()
+    lifetime.add_argument(
+        "--max-lifetime",
+        metavar="DURATION",
+        help="every token issued expires within this: a number and s, m, h or d",
+    )
+    expiry = parser.add_mutually_exclusive_group()
+    expiry.add_argument(
+        "--require-expiry",
+        action="store_true",
+        default=None,
+        help="refuse a token issued without an expiry",
+    )
+    if changing:
+        lifetime.add_argument(
+            "--no-max-lifetime", action="store_true", help="drop the maximum lifetime"
+        )
+        expiry.add_argument(
+            "--no-require-expiry",
+            dest="require_expiry",
+            action="store_false",
+            help="allow tokens without an expiry again",
+        )
+
+
 def _grant_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--permission",
@@ -282,6 +309,15 @@ def _account_commands(top: _Group) -> None:
         action="store_true",
         help="keep the hash-chained audit log for this account",
     )
+    _policy_options(p)
+    p = _leaf(
+        account,
+        "policy",
+        "show or change an account's token policy (for tokens issued from now on)",
+        _account_policy,
+    )
+    p.add_argument("account_id", metavar="ACCOUNT_ID")
+    _policy_options(p, changing=True)
     troop = _group(top, "troop", "troops")
     p = _leaf(troop, "create", "create a troop in an account", _troop_create)
     p.add_argument("account_id", metavar="ACCOUNT_ID")
@@ -355,6 +391,14 @@ def _token_commands(top: _Group) -> None:
     )
     p = _leaf(token, "show", "one token, in any state (no secret)", _token_show)
     p.add_argument("token_id", metavar="TOKEN_ID")
+    _leaf(
+        token,
+        "report-leak",
+        "revoke at once the token holding a leaked value (no actor needed); "
+        "exit 0 whether or not a live token held it",
+        _token_report_leak,
+        "the leaked value",
+    )
 
 
 def _member_commands(top: _Group) -> None:
@@ -534,6 +578,25 @@ def _token_text(info: TokenInfo) -> str:
     return "\n".join(lines)
 
 
+def _duration(option: str, text: str) -> timedelta:
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise InvalidArgument(
+            f"{option} {text[:40]!r} is not a duration such as 30m, 12h or 90d"
+        )
+    amount, unit = int(match.group(1)), _UNITS[match.group(2)]
+    return timedelta(**{unit: amount})
+
+
+def _policy_text(account: Account) -> str:
+    lifetime = account.max_token_lifetime
+    most = (
+        "no maximum lifetime" if lifetime is None else f"tokens live at most {lifetime}"
+    )
+    need = "an expiry required" if account.require_expiry else "no expiry required"
+    return f"{most}, {need}"
+
+
 def _expiry(args: argparse.Namespace) -> datetime | None:
     if args.expires_at is not None:
         try:
@@ -548,14 +611,7 @@ def _expiry(args: argparse.Namespace) -> datetime | None:
             )
         return moment
     if args.expires_in is not None:
-        match = _DURATION.fullmatch(args.expires_in.strip())
-        if match is None:
-            raise InvalidArgument(
-                f"--expires-in {args.expires_in[:40]!r} is not a duration such "
-                "as 30m, 12h or 90d"
-            )
-        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-        return datetime.now(UTC) + timedelta(**{unit: amount})
+        return datetime.now(UTC) + _duration("--expires-in", args.expires_in)
     return None
 
 
@@ -563,12 +619,41 @@ def _expiry(args: argparse.Namespace) -> datetime | None:
 
 
 def _account_create(s: _Session, args: argparse.Namespace) -> int:
-    account = s.auth.create_account(seats=args.seats, audit_log=args.audit_log)
+    lifetime = (
+        None
+        if args.max_lifetime is None
+        else _duration("--max-lifetime", args.max_lifetime)
+    )
+    account = s.auth.create_account(
+        seats=args.seats,
+        audit_log=args.audit_log,
+        max_token_lifetime=lifetime,
+        require_expiry=bool(args.require_expiry),
+    )
     kept = "on" if account.audit_log else "off"
     seats = f"{account.seats} seat{'' if account.seats == 1 else 's'}"
+    policy = ""
+    if lifetime is not None or account.require_expiry:
+        policy = f"; {_policy_text(account)}"
     s.emit(
         converter.unstructure(account),
-        f"created account {account.id}: {seats}, audit log {kept}",
+        f"created account {account.id}: {seats}, audit log {kept}{policy}",
+    )
+    return ExitCode.OK
+
+
+def _account_policy(s: _Session, args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    if args.max_lifetime is not None:
+        changes["max_token_lifetime"] = _duration("--max-lifetime", args.max_lifetime)
+    elif args.no_max_lifetime:
+        changes["max_token_lifetime"] = None
+    if args.require_expiry is not None:
+        changes["require_expiry"] = args.require_expiry
+    account = s.auth.set_policy(args.account_id, **changes)
+    s.emit(
+        converter.unstructure(account),
+        f"account {account.id}: {_policy_text(account)}",
     )
     return ExitCode.OK
 
@@ -663,6 +748,17 @@ def _token_show(s: _Session, args: argparse.Namespace) -> int:
     info = s.auth.token(args.token_id)
     state = "revoked" if info.revoked else f"{info.kind.value} token"
     s.emit(converter.unstructure(info), f"{_token_text(info)}\n    state: {state}")
+    return ExitCode.OK
+
+
+def _token_report_leak(s: _Session, args: argparse.Namespace) -> int:
+    revoked = s.auth.report_leak(s.token_value())
+    s.emit(
+        {"revoked": revoked},
+        "revoked: the token that held this value is dead for good, its seat free"
+        if revoked
+        else "no live token holds this value: nothing changed",
+    )
     return ExitCode.OK
 
 
@@ -783,7 +879,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             args.command_parser.error("demo prints text only (no --json)")
         return run_demo(getattr(args, "db", None))
     path: str = getattr(args, "db", None) or env.get(ENV_DB) or _DEFAULT_DB
-    creating = args.command == "account"
+    creating = args.command == "account" and args.action == "create"
     if not creating and not os.path.exists(path):
         raise StoreError(
             f"no database file {path!r} (`troopauth account create` makes one)"

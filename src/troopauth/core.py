@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from hmac import compare_digest
+from typing import Any
 
 import attrs
 
@@ -58,6 +59,7 @@ __all__ = [
     "revoke",
     "rotate",
     "seat_pool",
+    "set_policy",
     "set_seats",
     "token_info",
 ]
@@ -361,19 +363,125 @@ def _audit_change(
 # -- account-level calls (no actor) ---------------------------------------
 
 
+#: The longest ``max_token_lifetime`` an account may set (100 years).
+MAX_LIFETIME = timedelta(days=36_525)
+
+
+def check_lifetime(value: object) -> timedelta | None:
+    """A maximum token lifetime: ``None``, or a positive timedelta of at most
+    `MAX_LIFETIME`."""
+    if value is None:
+        return None
+    if not isinstance(value, timedelta):
+        raise InvalidArgument(
+            "max_token_lifetime must be a timedelta or None, "
+            f"not {type(value).__name__}"
+        )
+    if value <= timedelta(0):
+        raise InvalidArgument("max_token_lifetime must be positive")
+    if value > MAX_LIFETIME:
+        raise InvalidArgument("max_token_lifetime is at most 36,525 days (100 years)")
+    return value
+
+
+def _check_flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{what} must be True or False")
+    return value
+
+
 def create_account(
-    tx: Transaction, *, seats: object, audit_log: object, now: datetime
+    tx: Transaction,
+    *,
+    seats: object,
+    audit_log: object,
+    now: datetime,
+    max_token_lifetime: object = None,
+    require_expiry: object = False,
 ) -> AccountRecord:
-    """A new account with *seats* seats."""
+    """A new account with *seats* seats and its token policy."""
     if not isinstance(seats, int) or isinstance(seats, bool) or seats < 0:
         raise InvalidArgument("seats must be a whole number, 0 or more")
-    if not isinstance(audit_log, bool):
-        raise InvalidArgument("audit_log must be True or False")
+    audit = _check_flag(audit_log, "audit_log")
+    lifetime = check_lifetime(max_token_lifetime)
+    required = _check_flag(require_expiry, "require_expiry")
     if tx.get_account() is not None:
         raise InvalidArgument(f"account {tx.account_id!r} exists already")
-    account = AccountRecord(tx.account_id, seats, audit_log, now)
+    account = AccountRecord(
+        tx.account_id,
+        seats,
+        audit,
+        now,
+        max_token_lifetime=lifetime,
+        require_expiry=required,
+    )
     tx.put_account(account)
     return account
+
+
+#: ``set_policy``'s default for a keyword left out: keep the current value.
+KEEP: Any = object()
+
+
+def set_policy(
+    tx: Transaction, *, max_token_lifetime: object, require_expiry: object
+) -> AccountRecord:
+    """Change the account's token policy; a keyword given as `KEEP` keeps its
+    value. Tokens issued before keep their expiry."""
+    account = _account(tx)
+    lifetime = (
+        account.max_token_lifetime
+        if max_token_lifetime is KEEP
+        else check_lifetime(max_token_lifetime)
+    )
+    required = (
+        account.require_expiry
+        if require_expiry is KEEP
+        else _check_flag(require_expiry, "require_expiry")
+    )
+    account = attrs.evolve(
+        account, max_token_lifetime=lifetime, require_expiry=required
+    )
+    tx.put_account(account)
+    return account
+
+
+def _policy_expiry(
+    account: AccountRecord, expires_at: datetime | None, now: datetime
+) -> datetime | None:
+    """The expiry a token issued now gets under the account's policy: the one
+    asked for (refused past the maximum, never clamped), else now + the
+    maximum; with no maximum, ``require_expiry`` insists on one."""
+    lifetime = account.max_token_lifetime
+    if lifetime is not None:
+        latest = now + lifetime
+        if expires_at is None:
+            return check_aware(latest, "now + the account's max_token_lifetime")
+        if expires_at > latest:
+            raise InvalidArgument(
+                "expires_at lies past the account's max_token_lifetime "
+                f"({lifetime}): at most {latest.isoformat(timespec='seconds')}"
+            )
+    elif expires_at is None and account.require_expiry:
+        raise InvalidArgument("this account requires an expires_at on every token")
+    return expires_at
+
+
+def _within_policy(account: AccountRecord, token: TokenRecord, now: datetime) -> None:
+    """Attach: a token that outlives the account's current policy (issued
+    before it was set) reaches no new troop; issue a new one instead."""
+    lifetime = account.max_token_lifetime
+    if token.expires_at is None:
+        if lifetime is not None or account.require_expiry:
+            raise InvalidArgument(
+                "this token never expires, and the account's policy now "
+                "requires an expiry: issue a new token rather than attach this one"
+            )
+    elif lifetime is not None and token.expires_at > now + lifetime:
+        raise InvalidArgument(
+            "this token outlives the account's max_token_lifetime: issue a new "
+            "token rather than attach this one"
+        )
 
 
 def create_troop(
@@ -455,6 +563,7 @@ def issue_token(
     held = _actor_grants(tx, actor, now)
     troop = _troop(tx, troop_id)
     _no_escalation(_manager_grant(held, troop.id), grant, troop.id)
+    expires_at = _policy_expiry(_account(tx), expires_at, now)
     _take_seat(tx, now)
     token = TokenRecord(
         id=token_id,
@@ -494,6 +603,7 @@ def attach(
     troop = _troop(tx, troop_id)
     _no_escalation(_manager_grant(held, troop.id), grant, troop.id)
     token = _live_troop_token(tx, token_id, now)
+    _within_policy(_account(tx), token, now)
     if not token.seated:
         _take_seat(tx, now)
     token = attrs.evolve(

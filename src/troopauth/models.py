@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 import attrs
@@ -57,6 +57,11 @@ class Account:
     seats: int
     audit_log: bool
     created_at: datetime
+    #: Every troop token issued from now on expires within this (``None``: no
+    #: maximum); the personal token is exempt.
+    max_token_lifetime: timedelta | None = None
+    #: Whether a troop token must be issued with an ``expires_at``.
+    require_expiry: bool = False
 
 
 @attrs.frozen

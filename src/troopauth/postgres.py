@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
 
@@ -125,7 +125,7 @@ CREATE TABLE {s}.audit (
 """,
     # 2: listings from indexes: a troop's tokens a page at a time in
     # (created_at, id) order (each attachment carries its token's immutable
-    # creation time), and a troop's members.
+    # creation time), and a troop's members; the account's token policy.
     2: """
 ALTER TABLE {s}.attachments ADD COLUMN created_at timestamptz;
 UPDATE {s}.attachments a SET created_at = t.created_at
@@ -140,6 +140,8 @@ CREATE TABLE {s}.member_troops (
 );
 INSERT INTO {s}.member_troops (troop_id, account_id, member_id)
     SELECT k, m.account_id, m.id FROM {s}.members m, jsonb_object_keys(m.grants) k;
+ALTER TABLE {s}.accounts ADD COLUMN max_lifetime_us bigint,
+    ADD COLUMN require_expiry boolean NOT NULL DEFAULT false;
 """,
 }
 
@@ -152,7 +154,7 @@ _COLUMNS = {
     "token_t": "t.id, t.account_id, t.kind, t.digest, t.hint, t.name, "
     "t.created_at, t.expires_at, t.grants, t.revoked, t.seated, t.generation",
     "account": "id, seats, audit_log, created_at, seats_used, personal_token_id, "
-    "audit_seq, audit_head",
+    "audit_seq, audit_head, max_lifetime_us, require_expiry",
     "troop": "id, account_id, name, created_at, audit_seq, audit_head",
 }
 
@@ -183,11 +185,13 @@ _STATEMENTS = {
     "audit_events": "SELECT event FROM {s}.audit "
     "WHERE log = %s AND account_id = %s ORDER BY seq",
     "put_account": "INSERT INTO {s}.accounts ({account}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO UPDATE SET seats = EXCLUDED.seats, "
     "audit_log = EXCLUDED.audit_log, seats_used = EXCLUDED.seats_used, "
     "personal_token_id = EXCLUDED.personal_token_id, "
-    "audit_seq = EXCLUDED.audit_seq, audit_head = EXCLUDED.audit_head",
+    "audit_seq = EXCLUDED.audit_seq, audit_head = EXCLUDED.audit_head, "
+    "max_lifetime_us = EXCLUDED.max_lifetime_us, "
+    "require_expiry = EXCLUDED.require_expiry",
     "put_troop": "INSERT INTO {s}.troops ({troop}) "
     "VALUES (%s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, "
@@ -283,6 +287,8 @@ def _load_grants(data: Mapping[str, list[Any]]) -> dict[str, Grant]:
     return {t: _grant(bits, scope) for t, (bits, scope) in data.items()}
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
 #: Earlier than any token's creation: the start of a troop's first page.
 _BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -320,6 +326,8 @@ def _account(row: tuple[Any, ...]) -> AccountRecord:
         personal_token_id=row[5],
         audit_seq=row[6],
         audit_head=row[7],
+        max_token_lifetime=None if row[8] is None else row[8] * _MICROSECOND,
+        require_expiry=row[9],
     )
 
 
@@ -785,6 +793,10 @@ class _PostgresTransaction:
                 record.personal_token_id,
                 record.audit_seq,
                 record.audit_head,
+                None
+                if record.max_token_lifetime is None
+                else record.max_token_lifetime // _MICROSECOND,
+                record.require_expiry,
             ),
         )
         if record.id == self.account_id:

@@ -8,14 +8,15 @@ troopauth's own use. The JSON-ready shapes are stable:
   spelling of every output: the CLI and the HTTP API too; any case is read);
 * ``Scope`` -> its canonical text, ``"key:deploy,key:prod/*"``;
 * ``Grant`` -> ``{"permission": ["view"], "scope": "..."}``;
-* ``datetime`` -> ISO 8601 text with its UTC offset.
+* ``datetime`` -> ISO 8601 text with its UTC offset;
+* ``timedelta`` (an account's ``max_token_lifetime``) -> a number of seconds.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import cattrs
@@ -66,6 +67,20 @@ def _structure_datetime(value: Any, _: type) -> datetime:
     return parsed
 
 
+def _unstructure_timedelta(value: timedelta) -> int | float:
+    seconds = value.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def _structure_timedelta(value: Any, _: type) -> timedelta:
+    if type(value) not in (int, float):
+        raise InvalidArgument("a duration is a number of seconds")
+    try:
+        return timedelta(seconds=value)
+    except (OverflowError, ValueError):
+        raise InvalidArgument("a duration out of range") from None
+
+
 def _structure_grant(value: Any, _: type) -> Grant:
     if not isinstance(value, Mapping):
         raise InvalidArgument("a grant is a mapping with permission and scope")
@@ -108,6 +123,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(enum.StrEnum, _structure_str_enum)
     conv.register_unstructure_hook(enum.StrEnum, lambda e: e.value)
     conv.register_unstructure_hook(datetime, datetime.isoformat)
+    conv.register_unstructure_hook(timedelta, _unstructure_timedelta)
+    conv.register_structure_hook(timedelta, _structure_timedelta)
     conv.register_structure_hook(datetime, _structure_datetime)
     return conv
 

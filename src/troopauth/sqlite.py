@@ -126,6 +126,7 @@ CREATE INDEX tokens_seated_expiry ON tokens(account_id, expires_ts)
     # page at a time: each attachment carries its token's age (microseconds
     # since the epoch: exact, and immutable). A troop's members: an index row
     # per (troop, member), like attachments. The rows are filled in Python.
+    # And the account's token policy (its maximum lifetime in microseconds).
     3: """
 CREATE TABLE attachments_by_age (
     troop_id TEXT NOT NULL,
@@ -142,6 +143,8 @@ CREATE TABLE member_troops (
     member_id TEXT NOT NULL,
     PRIMARY KEY (troop_id, member_id)
 ) WITHOUT ROWID;
+ALTER TABLE accounts ADD COLUMN max_lifetime_us INTEGER;
+ALTER TABLE accounts ADD COLUMN require_expiry INTEGER NOT NULL DEFAULT 0;
 """,
 }
 
@@ -539,7 +542,8 @@ class _SQLiteTransaction:
     def get_account(self) -> AccountRecord | None:
         row = self._one(
             "SELECT id, seats, audit_log, created_at, seats_used, personal_token_id, "
-            "audit_seq, audit_head FROM accounts WHERE id = ?",
+            "audit_seq, audit_head, max_lifetime_us, require_expiry "
+            "FROM accounts WHERE id = ?",
             self.account_id,
         )
         if row is None:
@@ -553,6 +557,8 @@ class _SQLiteTransaction:
             personal_token_id=row[5],
             audit_seq=row[6],
             audit_head=row[7],
+            max_token_lifetime=None if row[8] is None else row[8] * _MICROSECOND,
+            require_expiry=row[9] == 1,
         )
 
     def _troop(self, row: tuple[Any, ...]) -> TroopRecord:
@@ -649,12 +655,17 @@ class _SQLiteTransaction:
         return [converter.structure(json.loads(r[0]), AuditEvent) for r in rows]
 
     def put_account(self, record: AccountRecord) -> None:
+        lifetime = record.max_token_lifetime
         self._c.execute(
-            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO accounts (id, seats, audit_log, created_at, seats_used, "
+            "personal_token_id, audit_seq, audit_head, max_lifetime_us, "
+            "require_expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET seats = excluded.seats, "
             "audit_log = excluded.audit_log, seats_used = excluded.seats_used, "
             "personal_token_id = excluded.personal_token_id, "
-            "audit_seq = excluded.audit_seq, audit_head = excluded.audit_head",
+            "audit_seq = excluded.audit_seq, audit_head = excluded.audit_head, "
+            "max_lifetime_us = excluded.max_lifetime_us, "
+            "require_expiry = excluded.require_expiry",
             (
                 record.id,
                 record.seats,
@@ -664,6 +675,8 @@ class _SQLiteTransaction:
                 record.personal_token_id,
                 record.audit_seq,
                 record.audit_head,
+                None if lifetime is None else lifetime // _MICROSECOND,
+                int(record.require_expiry),
             ),
         )
 

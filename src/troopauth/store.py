@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Protocol, Self
 
@@ -51,10 +51,20 @@ class AccountRecord:
     personal_token_id: str | None = None
     audit_seq: int = 0
     audit_head: str = GENESIS
+    #: The account's token policy (see `Account`).
+    max_token_lifetime: timedelta | None = None
+    require_expiry: bool = False
 
     def public(self) -> Account:
         """The public view."""
-        return Account(self.id, self.seats, self.audit_log, self.created_at)
+        return Account(
+            self.id,
+            self.seats,
+            self.audit_log,
+            self.created_at,
+            self.max_token_lifetime,
+            self.require_expiry,
+        )
 
 
 @attrs.frozen
