@@ -104,6 +104,15 @@ class TestLargestScope:
 class TestDatetimeRange:
     """Datetimes outside what every store can hold are refused at the door."""
 
+    @pytest.mark.parametrize("bad", ["2030-01-01T00:00:00+00:00", 1.7e9, 0, [], True])
+    def test_expiry_not_a_datetime(self, auth: TroopAuth, bad: object) -> None:
+        """An expires_at that is no datetime at all is InvalidArgument (not an
+        AttributeError from deep inside), and takes no seat."""
+        s = make_account(auth)
+        with pytest.raises(InvalidArgument, match="must be a datetime"):
+            auth.issue_token(s.owner, s.tid, EDIT, expires_at=bad)  # type: ignore[arg-type]
+        assert auth.seats(s.account.id).used == 0
+
     @pytest.mark.parametrize(
         "when",
         [
@@ -222,6 +231,22 @@ def _refusal(call: Callable[[Any], object], arg: object) -> str:
     except TroopAuthError as exc:
         return type(exc).__name__
     return "accepted"
+
+
+class TestAccountArguments:
+    """create_account's own arguments."""
+
+    @pytest.mark.parametrize("bad", [-1, True, 1.5, "3", None])
+    def test_bad_seat_count(self, auth: TroopAuth, bad: object) -> None:
+        """A seat count that is not a whole number >= 0 is InvalidArgument."""
+        with pytest.raises(InvalidArgument, match="seats"):
+            auth.create_account(seats=bad)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("bad", [1, None, "yes"])
+    def test_bad_audit_flag(self, auth: TroopAuth, bad: object) -> None:
+        """audit_log is True or False."""
+        with pytest.raises(InvalidArgument, match="audit_log"):
+            auth.create_account(seats=1, audit_log=bad)  # type: ignore[arg-type]
 
 
 class TestNames:

@@ -50,6 +50,9 @@ DEFAULT_TESTS = (
     "tests/test_audit_chain.py",
     "tests/test_listings.py",
     "tests/test_hardening.py",
+    "tests/test_policy.py",
+    "tests/test_report_leak.py",
+    "tests/test_fuzz.py",
 )
 
 _SWAP_COMPARE: dict[type[ast.cmpop], type[ast.cmpop]] = {
