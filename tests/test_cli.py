@@ -615,7 +615,7 @@ OPTIONS = {
     "-h", "--help", "--db", "--json", "--token-file", "--token-stdin", "--seats",
     "--audit-log", "--permission", "--scope", "--name", "--expires-at",
     "--expires-in", "--key", "--account", "--limit", "--after", "--max-lifetime",
-    "--require-expiry", "--no-max-lifetime", "--no-require-expiry",
+    "--require-expiry", "--no-max-lifetime", "--no-require-expiry", "--within",
 }  # fmt: skip
 
 
@@ -634,6 +634,7 @@ VALID = {
     "token list": ["troop_x"],
     "token show": ["tok_x"],
     "token report-leak": [],
+    "token expiring": ["acct_x"],
     "member add": ["troop_x", "alice", "--permission", "view", "--scope", "*"],
     "member remove": ["troop_x", "alice"],
     "member list": ["troop_x"],
@@ -895,3 +896,22 @@ class TestReportLeakCommand:
         )
         assert json.loads(_ok(again)) == {"revoked": False}
         assert ci.value not in first.stdout + first.stderr + again.stdout
+
+
+class TestExpiringCommand:
+    """``token expiring ACCOUNT_ID --within D`` lists what expires soon."""
+
+    def test_within(self, world: World) -> None:
+        """Tokens expiring inside the window, soonest first; none outside."""
+        from datetime import timedelta
+
+        soon = world.issue_ci(expires_at=datetime.now(UTC) + timedelta(days=2))
+        world.issue_ci()  # never expires
+        text = _ok(world.run("token", "expiring", world.account_id, "--within", "3d"))
+        assert text.startswith(soon.token_id)
+        data = json.loads(
+            _ok(world.run("--json", "token", "expiring", world.account_id))
+        )
+        assert [t["token_id"] for t in data] == [soon.token_id]
+        none = _ok(world.run("token", "expiring", world.account_id, "--within", "1d"))
+        assert none == "no token expires within 1d\n"

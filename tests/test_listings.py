@@ -247,3 +247,51 @@ def test_pages_agree_with_the_whole_listing(
         joined += [t.token_id for t in page]
         page = auth.tokens(s.tid, limit=limit, after=page[-1].token_id)
     assert joined == [t.token_id for t in whole]
+
+
+class TestExpiring:
+    """``expiring(account_id, within)``: live seated tokens expiring soon."""
+
+    def test_soonest_first_within_the_window(
+        self, auth: TroopAuth, clock: FrozenClock
+    ) -> None:
+        """Only tokens with now < expires_at <= now + within, soonest first;
+        never-expiring, expired, revoked and detached tokens are left out."""
+        from datetime import timedelta
+
+        s = make_account(auth, seats=10)
+        day = timedelta(days=1)
+        at = {n: clock.now + n * day for n in (1, 3, 5, 9)}
+        made = {
+            n: auth.issue_token(s.owner, s.tid, EDIT, expires_at=at[n]).token_id
+            for n in (5, 1, 3, 9)
+        }
+        auth.issue_token(s.owner, s.tid, EDIT)  # never expires
+        gone = auth.issue_token(s.owner, s.tid, EDIT, expires_at=at[3])
+        auth.revoke(s.owner, gone.token_id)
+        loose = auth.issue_token(s.owner, s.tid, EDIT, expires_at=at[3])
+        auth.detach(s.owner, loose.token_id, s.tid)
+        ids = [t.token_id for t in auth.expiring(s.account.id, within=5 * day)]
+        assert ids == [made[1], made[3], made[5]]
+        clock.now = at[1]  # the first one expires now: no longer "expiring"
+        ids = [t.token_id for t in auth.expiring(s.account.id, within=2 * day)]
+        assert ids == [made[3]]
+        assert auth.expiring(s.account.id, within=timedelta(0)) == []
+
+    @pytest.mark.parametrize("bad", [-1, "7d", None])
+    def test_bad_window(self, auth: TroopAuth, bad: object) -> None:
+        """within must be a timedelta, not negative."""
+        from datetime import timedelta
+
+        s = make_account(auth)
+        with pytest.raises(InvalidArgument):
+            auth.expiring(s.account.id, within=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument):
+            auth.expiring(s.account.id, within=timedelta(seconds=-1))
+
+    def test_unknown_account(self, auth: TroopAuth) -> None:
+        """An account that does not exist is NotFound."""
+        from datetime import timedelta
+
+        with pytest.raises(NotFound):
+            auth.expiring("acct_nope", within=timedelta(days=1))

@@ -455,6 +455,14 @@ class TroopAuth:
         with self._store.transaction(account_id, write=False) as tx:
             return core.token_info(tx, token_id)
 
+    def expiring(self, account_id: str, within: timedelta) -> list[TokenInfo]:
+        """The account's live troop tokens that expire within *within* from
+        now (``now < expires_at <= now + within``), soonest first; read from
+        the expiry index, never a scan of the account's tokens."""
+        now = self._now()
+        with self._store.transaction(_account_id(account_id), write=False) as tx:
+            return core.expiring(tx, within, now)
+
     def troops(self, account_id: str) -> list[Troop]:
         """Every troop of an account, oldest first."""
         with self._store.transaction(_account_id(account_id), write=False) as tx:

@@ -391,6 +391,19 @@ def _token_commands(top: _Group) -> None:
     )
     p = _leaf(token, "show", "one token, in any state (no secret)", _token_show)
     p.add_argument("token_id", metavar="TOKEN_ID")
+    p = _leaf(
+        token,
+        "expiring",
+        "an account's live tokens that expire soon, soonest first (no secrets)",
+        _token_expiring,
+    )
+    p.add_argument("account_id", metavar="ACCOUNT_ID")
+    p.add_argument(
+        "--within",
+        default="7d",
+        metavar="DURATION",
+        help="how soon: a number and s, m, h or d (default 7d)",
+    )
     _leaf(
         token,
         "report-leak",
@@ -748,6 +761,16 @@ def _token_show(s: _Session, args: argparse.Namespace) -> int:
     info = s.auth.token(args.token_id)
     state = "revoked" if info.revoked else f"{info.kind.value} token"
     s.emit(converter.unstructure(info), f"{_token_text(info)}\n    state: {state}")
+    return ExitCode.OK
+
+
+def _token_expiring(s: _Session, args: argparse.Namespace) -> int:
+    tokens = s.auth.expiring(args.account_id, _duration("--within", args.within))
+    text = "\n".join(_token_text(t) for t in tokens)
+    s.emit(
+        converter.unstructure(tokens, list[TokenInfo]),
+        text or f"no token expires within {args.within}",
+    )
     return ExitCode.OK
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "create_account",
     "create_troop",
     "detach",
+    "expiring",
     "issue_personal_token",
     "issue_token",
     "list_members",
@@ -854,6 +855,24 @@ def list_members(tx: Transaction, troop_id: str) -> list[Member]:
         Member(troop.id, m.id, m.grants[troop.id])
         for m in members
         if troop.id in m.grants
+    ]
+
+
+def expiring(tx: Transaction, within: object, now: datetime) -> list[TokenInfo]:
+    """The live seated tokens with ``now < expires_at <= now + within``,
+    soonest first, from the expiry index."""
+    if not isinstance(within, timedelta):
+        raise InvalidArgument(
+            f"within must be a timedelta, not {type(within).__name__}"
+        )
+    if within < timedelta(0):
+        raise InvalidArgument("within must not be negative")
+    _account(tx)
+    until = now + within if within <= LATEST - now else LATEST
+    return [
+        t.info()
+        for t in tx.expiring_seated(now, until)
+        if t.kind is Kind.TROOP and not t.revoked
     ]
 
 

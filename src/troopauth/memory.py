@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import threading
 from bisect import bisect_right, insort
 from collections.abc import Callable, Iterator
@@ -64,8 +63,8 @@ class MemoryStore(ClosingStore):
         self._by_troop: dict[str, list[_AgeKey]] = {}
         self._members: dict[tuple[str, str], MemberRecord] = {}
         self._members_by_troop: dict[str, set[str]] = {}
-        # Per account: a heap of (expires_ts, token id) for seated tokens that
-        # expire; stale entries are dropped when they surface.
+        # Per account: (expires_ts, token id) of the seated tokens that
+        # expire, kept sorted (the expiry index: reaping and `expiring`).
         self._expiry: dict[str, list[tuple[float, str]]] = {}
         self._audit: dict[tuple[str, str | None], list[AuditEvent]] = {}
         self._is_closed = False
@@ -151,31 +150,39 @@ class MemoryStore(ClosingStore):
                 keys.append(key)
             else:
                 insort(keys, key)
-        if (
-            token.seated
-            and token.expires_ts is not None
-            and (old is None or not old.seated or old.expires_ts != token.expires_ts)
-        ):
-            heap = self._expiry.setdefault(token.account_id, [])
-            heapq.heappush(heap, (token.expires_ts, token.id))
+        was = (
+            (old.expires_ts, old.id)
+            if old is not None and old.seated and old.expires_ts is not None
+            else None
+        )
+        now_key = (
+            (token.expires_ts, token.id)
+            if token.seated and token.expires_ts is not None
+            else None
+        )
+        if was != now_key:
+            index = self._expiry.setdefault(token.account_id, [])
+            if was is not None:
+                i = bisect_right(index, was) - 1
+                if i >= 0 and index[i] == was:
+                    del index[i]
+            if now_key is not None:
+                insort(index, now_key)
 
     # -- reads used by transactions ---------------------------------------------
 
-    def _expired_seated(self, account_id: str, now_ts: float) -> list[TokenRecord]:
-        heap = self._expiry.get(account_id)
-        if not heap:
+    def _expiring(
+        self, account_id: str, after_ts: float | None, until_ts: float
+    ) -> list[TokenRecord]:
+        """Seated tokens with ``after_ts < expires_ts <= until_ts``, soonest
+        first, from the expiry index."""
+        index = self._expiry.get(account_id)
+        if not index:
             return []
-        found: list[TokenRecord] = []
-        while heap and heap[0][0] <= now_ts:
-            ts, token_id = heapq.heappop(heap)
-            token = self._tokens.get(token_id)
-            if token is not None and token.seated and token.expires_ts == ts:
-                found.append(token)
-        # Keep live entries until a commit unseats them (the transaction may
-        # still roll back); stale ones are gone for good.
-        for token in found:
-            heapq.heappush(heap, (token.expires_ts or 0.0, token.id))
-        return found
+        start = 0 if after_ts is None else bisect_right(index, (after_ts, "\U0010ffff"))
+        end = bisect_right(index, (until_ts, "\U0010ffff"))
+        found = (self._tokens.get(token_id) for _, token_id in index[start:end])
+        return [t for t in found if t is not None and t.seated]
 
 
 class _MemoryTransaction:
@@ -258,20 +265,31 @@ class _MemoryTransaction:
         return [m for m in found if m is not None and troop_id in m.grants]
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
-        now_ts = now.timestamp()
+        return self._seated_expiring(None, now)
+
+    def expiring_seated(self, after: datetime, until: datetime) -> list[TokenRecord]:
+        return self._seated_expiring(after, until)
+
+    def _seated_expiring(
+        self, after: datetime | None, until: datetime
+    ) -> list[TokenRecord]:
+        after_ts = None if after is None else after.timestamp()
+        until_ts = until.timestamp()
         found = {
             t.id: t
-            for t in self._s._expired_seated(self.account_id, now_ts)
+            for t in self._s._expiring(self.account_id, after_ts, until_ts)
             if t.id not in self.tokens
         }
         for token in self.tokens.values():
+            ts = token.expires_ts
             if (
                 token.seated
-                and token.expires_ts is not None
-                and token.expires_ts <= now_ts
+                and ts is not None
+                and (after_ts is None or ts > after_ts)
+                and ts <= until_ts
             ):
                 found[token.id] = token
-        return list(found.values())
+        return sorted(found.values(), key=lambda t: (t.expires_ts or 0.0, t.id))
 
     def audit_events(self, troop_id: str | None) -> list[AuditEvent]:
         events = list(self._s._audit.get((self.account_id, troop_id), ()))

@@ -182,6 +182,9 @@ _STATEMENTS = {
     "expired": "SELECT {token} FROM {s}.tokens "
     "WHERE account_id = %s AND seated AND expires_at IS NOT NULL "
     "AND expires_at <= %s",
+    "expiring": "SELECT {token} FROM {s}.tokens "
+    "WHERE account_id = %s AND seated AND expires_at IS NOT NULL "
+    "AND expires_at > %s AND expires_at <= %s ORDER BY expires_at, id",
     "audit_events": "SELECT event FROM {s}.audit "
     "WHERE log = %s AND account_id = %s ORDER BY seq",
     "put_account": "INSERT INTO {s}.accounts ({account}) "
@@ -253,6 +256,7 @@ class _Queries:
     attached: bytes
     members: bytes
     expired: bytes
+    expiring: bytes
     audit_events: bytes
     put_account: bytes
     put_troop: bytes
@@ -775,6 +779,10 @@ class _PostgresTransaction:
 
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
         return [_token(r) for r in self._all(self._q.expired, self.account_id, now)]
+
+    def expiring_seated(self, after: datetime, until: datetime) -> list[TokenRecord]:
+        rows = self._all(self._q.expiring, self.account_id, after, until)
+        return [_token(r) for r in rows]
 
     def audit_events(self, troop_id: str | None) -> list[AuditEvent]:
         log = _account_log(self.account_id) if troop_id is None else troop_id

@@ -646,6 +646,15 @@ class _SQLiteTransaction:
         ).fetchall()
         return [_token(r) for r in rows]
 
+    def expiring_seated(self, after: datetime, until: datetime) -> list[TokenRecord]:
+        rows = self._c.execute(
+            f"{_SELECT_TOKEN} WHERE account_id = ? AND seated = 1 "
+            "AND expires_ts IS NOT NULL AND expires_ts > ? AND expires_ts <= ? "
+            "ORDER BY expires_ts, id",
+            (self.account_id, after.timestamp(), until.timestamp()),
+        ).fetchall()
+        return [_token(r) for r in rows]
+
     def audit_events(self, troop_id: str | None) -> list[AuditEvent]:
         log = _account_log(self.account_id) if troop_id is None else troop_id
         rows = self._c.execute(

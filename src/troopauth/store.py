@@ -206,6 +206,10 @@ class Transaction(Protocol):
     def expired_seated(self, now: datetime) -> list[TokenRecord]:
         """Seated tokens with ``expires_at <= now``: from an index, not a scan."""
 
+    def expiring_seated(self, after: datetime, until: datetime) -> list[TokenRecord]:
+        """Seated tokens with ``after < expires_at <= until``, soonest first
+        (then by id): from the same expiry index."""
+
     def audit_events(self, troop_id: str | None) -> list[AuditEvent]:
         """A troop's audit log (``None``: the account's), oldest first."""
 
