@@ -663,17 +663,22 @@ class TestOneRoundTrip:
     def test_lookup_uses_the_digest_index(
         self, postgres_store: PostgresStore, postgres_pool: Any
     ) -> None:
-        """The lookup statement is answered from the unique digest index."""
+        """The lookup statement is answered from the unique digest index, and
+        asks the rotation-overlap index only when that finds nothing."""
+        digest_ = b"\0" * 32
         with postgres_pool.connection() as conn:
             conn.execute("SET enable_seqscan = off")
             try:
                 plan = conn.execute(
-                    b"EXPLAIN " + postgres_store._q.lookup, (b"\0" * 32,)
+                    b"EXPLAIN (ANALYZE, COSTS OFF) " + postgres_store._q.lookup,
+                    (digest_, digest_),
                 ).fetchall()
             finally:
                 conn.execute("RESET enable_seqscan")
         text = "\n".join(r[0] for r in plan)
         assert "Index Scan using tokens_digest_key" in text
+        assert "Index Scan using tokens_prev_digest" in text
+        assert "Seq Scan" not in text
 
 
 def _raises(fn: Callable[..., object], *args: Any) -> BaseException | None:

@@ -137,6 +137,16 @@ class MToken:
     revoked: bool = False
     generation: int = 0
     old_values: list[str] = field(default_factory=list)
+    #: A rotation overlap: the previous value and when it stops working.
+    kept: tuple[str, datetime] | None = None
+
+    def works(self, value: str, now: datetime) -> bool:
+        """Whether *value* is a live value of this token now."""
+        if self.dead(now):
+            return False
+        if value == self.value:
+            return True
+        return self.kept is not None and value == self.kept[0] and now < self.kept[1]
 
     def dead(self, now: datetime) -> bool:
         """Revoked (or replaced), or ``now >= expires_at``."""
@@ -573,13 +583,17 @@ class TokenLifecycle(RuleBasedStateMachine):
             del self.model.tokens[token_id].grants[troop]
             self.model.events[troop] += 1
 
-    @rule(a=picks, k=picks)
-    def rotate(self, a: int, k: int) -> None:
-        """Rotate a token's secret; the old value dies."""
+    @rule(a=picks, k=picks, overlap=st.sampled_from([0, 0, 30, 3600]))
+    def rotate(self, a: int, k: int, overlap: int) -> None:
+        """Rotate a token's secret; the old value dies, or with an overlap
+        keeps working that many seconds (a value kept before dies now)."""
         actor, token_id = self.actor(a), self.token(k)
         expected = self.model.check_rotate(actor, token_id)
+        window = timedelta(seconds=overlap)
         issued = agree(
-            expected, lambda: self.auth.rotate(actor.principal, token_id), "rotate"
+            expected,
+            lambda: self.auth.rotate(actor.principal, token_id, overlap=window),
+            "rotate",
         )
         if expected is not None:
             return
@@ -590,6 +604,7 @@ class TokenLifecycle(RuleBasedStateMachine):
         assert held is not None
         assert all(held[t].contains(g) for t, g in tok.grants.items())
         tok.old_values.append(tok.value)
+        tok.kept = (tok.value, self.model.now + window) if overlap else None
         tok.value = issued.value
         tok.generation += 1
         self.model.log_change(tok)
@@ -685,7 +700,7 @@ class TokenLifecycle(RuleBasedStateMachine):
             value = tok.old_values[k % len(tok.old_values)]
         else:
             value = "cpt_pat_" + "0" * 36
-        expected = which == "current" and not tok.dead(self.model.now)
+        expected = which != "garbage" and tok.works(value, self.model.now)
         assert self.auth.report_leak(value) is expected
         if expected:
             if tok.personal:
@@ -751,8 +766,8 @@ class TokenLifecycle(RuleBasedStateMachine):
         """Rotated-out, revoked, expired and replaced values: InvalidToken."""
         troop = self.model.troops[0]
         for tok in self.model.tokens.values():
-            dead = [*tok.old_values, *([tok.value] if tok.dead(self.clock.now) else [])]
-            for value in dead:
+            values = [*tok.old_values, tok.value]
+            for value in (v for v in values if not tok.works(v, self.clock.now)):
                 got, _ = outcome(
                     partial(self.auth.verify, value, troop, Permission.VIEW)
                 )

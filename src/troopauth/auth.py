@@ -112,10 +112,13 @@ def _make_verify(
                 # does on close()), ask the current one, which may raise.
                 current = store.lookup
                 token = None if current == lookup else current(wanted)
-            if (
-                token is None
-                or token.revoked
-                or not compare_digest(token.digest, wanted)
+            if token is None or token.revoked:
+                raise InvalidToken
+            if not compare_digest(token.digest, wanted) and not (
+                # the value a rotation overlap keeps working for a while
+                token.prev_digest is not None
+                and compare_digest(token.prev_digest, wanted)
+                and now_ts() < token.prev_expires_ts  # type: ignore[operator]  # set with prev_digest
             ):
                 raise InvalidToken
             if token.expires_ts is not None and now_ts() >= token.expires_ts:
@@ -220,7 +223,14 @@ class TroopAuth:
             raise InvalidToken
         wanted = digest(value)
         token = self._store.lookup(wanted)
-        if token is None or token.revoked or not compare_digest(token.digest, wanted):
+        if token is None or token.revoked:
+            raise InvalidToken
+        if not compare_digest(token.digest, wanted) and not (
+            token.prev_digest is not None
+            and compare_digest(token.prev_digest, wanted)
+            and token.prev_expires_ts is not None
+            and self._now_ts() < token.prev_expires_ts
+        ):
             raise InvalidToken
         if token.expires_ts is not None and self._now_ts() >= token.expires_ts:
             raise InvalidToken
@@ -363,12 +373,28 @@ class TroopAuth:
         log.debug("detached token %s from troop %s", token_id, troop_id)
         return token.info()
 
-    def rotate(self, actor: Principal, token_id: str) -> IssuedToken:
-        """A new secret for the same token; the old value stops working now."""
+    def rotate(
+        self, actor: Principal, token_id: str, *, overlap: timedelta = timedelta(0)
+    ) -> IssuedToken:
+        """A new secret for the same token; the old value stops working now.
+
+        With an *overlap* (at most 7 days) the old value keeps working until
+        now + overlap (exclusive), so clients can switch without downtime;
+        rotating again or revoking ends the overlap at once, and a token never
+        has more than two live values.
+        """
         now = self._now()
         issued = _fresh(_id(token_id, "token id"), Kind.TROOP)
         with self._store.transaction(_actor_account(actor)) as tx:
-            core.rotate(tx, actor, token_id, digest(issued.value), issued.hint, now)
+            core.rotate(
+                tx,
+                actor,
+                token_id,
+                digest(issued.value),
+                issued.hint,
+                now,
+                overlap=overlap,
+            )
         log.debug("rotated token %s", token_id)
         return issued
 

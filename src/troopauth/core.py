@@ -511,7 +511,7 @@ def issue_personal_token(
         else None
     )
     if old is not None and not old.revoked:
-        tx.put_token(attrs.evolve(old, revoked=True, grants=_NO_GRANTS))
+        tx.put_token(_revoked(old))
     token = TokenRecord(
         id=token_id,
         account_id=account.id,
@@ -651,6 +651,23 @@ def detach(
     return token
 
 
+#: The longest rotation overlap: the old value may work at most this long.
+MAX_OVERLAP = timedelta(days=7)
+
+
+def check_overlap(value: object) -> timedelta:
+    """A rotation overlap: a timedelta from zero (none) to `MAX_OVERLAP`."""
+    if not isinstance(value, timedelta):
+        raise InvalidArgument(
+            f"overlap must be a timedelta, not {type(value).__name__}"
+        )
+    if value < timedelta(0):
+        raise InvalidArgument("overlap must not be negative")
+    if value > MAX_OVERLAP:
+        raise InvalidArgument("overlap is at most 7 days")
+    return value
+
+
 def rotate(
     tx: Transaction,
     actor: Principal,
@@ -658,8 +675,15 @@ def rotate(
     digest: bytes,
     hint: str,
     now: datetime,
+    overlap: object = timedelta(0),
 ) -> TokenRecord:
-    """Swap a token's secret in place: same id, attachments, name and seat."""
+    """Swap a token's secret in place: same id, attachments, name and seat.
+
+    With an *overlap*, the value being replaced keeps working until
+    ``now + overlap`` (exclusive); a value kept from an earlier rotation dies
+    now, so a token never has more than two live values.
+    """
+    window = check_overlap(overlap)
     held = _actor_grants(tx, actor, now)
     token = _live_troop_token(tx, token_id, now)
     if not token.grants and actor.kind is not Kind.PERSONAL:
@@ -668,12 +692,32 @@ def rotate(
         )
     for troop_id, grant in token.grants.items():
         _no_escalation(_manager_grant(held, troop_id), grant, troop_id)
+    keep = window > timedelta(0)
+    until = check_aware(now + window, "now + overlap") if keep else None
     token = attrs.evolve(
-        token, digest=digest, hint=hint, generation=token.generation + 1
+        token,
+        digest=digest,
+        hint=hint,
+        generation=token.generation + 1,
+        prev_digest=token.digest if keep else None,
+        prev_expires_at=until,
     )
     tx.put_token(token)
     _audit_change(tx, token, AuditAction.ROTATE, actor, now)
     return token
+
+
+def holds_value(token: TokenRecord, digest: bytes, now: datetime) -> bool:
+    """Whether *digest* is the token's value now: its current one, or the one
+    a rotation overlap keeps alive until ``prev_expires_at`` (exclusive)."""
+    if compare_digest(token.digest, digest):
+        return True
+    return (
+        token.prev_digest is not None
+        and token.prev_expires_at is not None
+        and now < token.prev_expires_at
+        and compare_digest(token.prev_digest, digest)
+    )
 
 
 def revoke(tx: Transaction, actor: Principal, token_id: str, now: datetime) -> None:
@@ -701,7 +745,7 @@ def revoke(tx: Transaction, actor: Principal, token_id: str, now: datetime) -> N
         )
     if token.seated:
         _free_seat(tx)
-    tx.put_token(attrs.evolve(token, revoked=True, seated=False, grants=_NO_GRANTS))
+    tx.put_token(_revoked(token))
     _audit_change(tx, token, AuditAction.REVOKE, actor, now)
 
 
@@ -718,13 +762,13 @@ def report_leak(tx: Transaction, token_id: str, digest: bytes, now: datetime) ->
         token is None
         or token.account_id != tx.account_id
         or token.revoked
-        or not compare_digest(token.digest, digest)
+        or not holds_value(token, digest, now)
         or is_expired(token, now)
     ):
         return False
     if token.seated:
         _free_seat(tx)
-    tx.put_token(attrs.evolve(token, revoked=True, seated=False, grants=_NO_GRANTS))
+    tx.put_token(_revoked(token))
     if token.kind is Kind.TROOP and token.grants:
         _audit(
             tx,
@@ -899,6 +943,19 @@ def set_seats(tx: Transaction, seats: object, now: datetime) -> SeatPool:
 # -- small helpers ---------------------------------------------------------
 
 _FULL = Grant.full()
+
+
+def _revoked(token: TokenRecord) -> TokenRecord:
+    """Revoked for good: no grants, no seat, and no value left working (a
+    rotation overlap ends with it)."""
+    return attrs.evolve(
+        token,
+        revoked=True,
+        seated=False,
+        grants=_NO_GRANTS,
+        prev_digest=None,
+        prev_expires_at=None,
+    )
 
 
 def _freeze(grants: dict[str, Grant]) -> Mapping[str, Grant]:

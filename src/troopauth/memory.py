@@ -33,6 +33,13 @@ _MICROSECOND = timedelta(microseconds=1)
 _AgeKey = tuple[int, str]
 
 
+def _digests(token: TokenRecord) -> tuple[bytes, ...]:
+    """The digests a token answers to: its value's, and a kept previous one."""
+    if token.prev_digest is None:
+        return (token.digest,)
+    return (token.digest, token.prev_digest)
+
+
 def age_key(created_at: datetime, token_id: str) -> _AgeKey:
     """The ``(created_at, id)`` order as a key that compares fast and exactly."""
     return (created_at - _EPOCH) // _MICROSECOND, token_id
@@ -133,10 +140,15 @@ class MemoryStore(ClosingStore):
     def _commit_token(self, token: TokenRecord) -> None:
         old = self._tokens.get(token.id)
         self._tokens[token.id] = token
-        if not token.revoked:
-            self._by_digest[token.digest] = token
-        if old is not None and (old.digest != token.digest or token.revoked):
-            self._by_digest.pop(old.digest, None)
+        # The digest index: the current value's digest and, during a rotation
+        # overlap, the previous one's; both leave when revoked.
+        keep = _digests(token) if not token.revoked else ()
+        for d in keep:
+            self._by_digest[d] = token
+        if old is not None:
+            for d in _digests(old):
+                if d not in keep:
+                    self._by_digest.pop(d, None)
         old_troops = old.grants.keys() if old is not None else frozenset()
         key = age_key(token.created_at, token.id)
         for troop_id in old_troops - token.grants.keys():
@@ -303,9 +315,10 @@ class _MemoryTransaction:
         self.troop_writes[record.id] = record
 
     def put_token(self, record: TokenRecord) -> None:
-        holder = self._s._by_digest.get(record.digest)
-        if holder is not None and holder.id != record.id:
-            raise StoreError("another token has this digest")
+        for d in _digests(record):
+            holder = self._s._by_digest.get(d)
+            if holder is not None and holder.id != record.id:
+                raise StoreError("another token has this digest")
         self.tokens[record.id] = record
 
     def put_member(self, record: MemberRecord) -> None:

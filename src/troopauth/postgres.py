@@ -125,7 +125,8 @@ CREATE TABLE {s}.audit (
 """,
     # 2: listings from indexes: a troop's tokens a page at a time in
     # (created_at, id) order (each attachment carries its token's immutable
-    # creation time), and a troop's members; the account's token policy.
+    # creation time), and a troop's members; the account's token policy; a
+    # rotation overlap's previous digest (indexed: the lookup finds it).
     2: """
 ALTER TABLE {s}.attachments ADD COLUMN created_at timestamptz;
 UPDATE {s}.attachments a SET created_at = t.created_at
@@ -142,6 +143,10 @@ INSERT INTO {s}.member_troops (troop_id, account_id, member_id)
     SELECT k, m.account_id, m.id FROM {s}.members m, jsonb_object_keys(m.grants) k;
 ALTER TABLE {s}.accounts ADD COLUMN max_lifetime_us bigint,
     ADD COLUMN require_expiry boolean NOT NULL DEFAULT false;
+ALTER TABLE {s}.tokens ADD COLUMN prev_digest bytea,
+    ADD COLUMN prev_expires_at timestamptz;
+CREATE UNIQUE INDEX tokens_prev_digest ON {s}.tokens (prev_digest)
+    WHERE prev_digest IS NOT NULL;
 """,
 }
 
@@ -150,9 +155,10 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 #: Column lists, spliced into the statements below as ``{token}`` etc.
 _COLUMNS = {
     "token": "id, account_id, kind, digest, hint, name, created_at, expires_at, "
-    "grants, revoked, seated, generation",
+    "grants, revoked, seated, generation, prev_digest, prev_expires_at",
     "token_t": "t.id, t.account_id, t.kind, t.digest, t.hint, t.name, "
-    "t.created_at, t.expires_at, t.grants, t.revoked, t.seated, t.generation",
+    "t.created_at, t.expires_at, t.grants, t.revoked, t.seated, t.generation, "
+    "t.prev_digest, t.prev_expires_at",
     "account": "id, seats, audit_log, created_at, seats_used, personal_token_id, "
     "audit_seq, audit_head, max_lifetime_us, require_expiry",
     "troop": "id, account_id, name, created_at, audit_seq, audit_head",
@@ -160,7 +166,12 @@ _COLUMNS = {
 
 #: Every statement: ``{s}`` is the quoted schema, ``{token}`` etc. column lists.
 _STATEMENTS = {
-    "lookup": "SELECT {token} FROM {s}.tokens WHERE digest = %s AND NOT revoked",
+    # One round trip: the value's digest, else a rotation overlap's kept one.
+    # Two unique-index probes under one LIMIT: the second runs only when the
+    # first finds nothing, so a current value costs one probe.
+    "lookup": "(SELECT {token} FROM {s}.tokens WHERE digest = %s AND NOT revoked) "
+    "UNION ALL (SELECT {token} FROM {s}.tokens "
+    "WHERE prev_digest = %s AND NOT revoked) LIMIT 1",
     "troop_account": "SELECT account_id FROM {s}.troops WHERE id = %s",
     "token_account": "SELECT account_id FROM {s}.tokens WHERE id = %s",
     "version": "SELECT max(version) FROM {s}.schema_version",
@@ -206,12 +217,13 @@ _STATEMENTS = {
     "put_token": "WITH up AS (INSERT INTO {s}.tokens ({token}) "
     "VALUES (%(id)s, %(account_id)s, %(kind)s, %(digest)s, %(hint)s, "
     "%(name)s, %(created_at)s, %(expires_at)s, %(grants)s, %(revoked)s, "
-    "%(seated)s, %(generation)s) "
+    "%(seated)s, %(generation)s, %(prev_digest)s, %(prev_expires_at)s) "
     "ON CONFLICT (id) DO UPDATE SET digest = EXCLUDED.digest, "
     "hint = EXCLUDED.hint, name = EXCLUDED.name, "
     "expires_at = EXCLUDED.expires_at, grants = EXCLUDED.grants, "
     "revoked = EXCLUDED.revoked, seated = EXCLUDED.seated, "
-    "generation = EXCLUDED.generation "
+    "generation = EXCLUDED.generation, prev_digest = EXCLUDED.prev_digest, "
+    "prev_expires_at = EXCLUDED.prev_expires_at "
     "WHERE tokens.account_id = EXCLUDED.account_id RETURNING id), "
     "gone AS (DELETE FROM {s}.attachments a USING up "
     "WHERE a.token_id = up.id AND NOT (a.troop_id = ANY(%(troops)s))), "
@@ -317,6 +329,8 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         revoked=row[9],
         seated=row[10],
         generation=row[11],
+        prev_digest=None if row[12] is None else bytes(row[12]),
+        prev_expires_at=None if row[13] is None else _utc(row[13]),
     )
 
 
@@ -567,20 +581,20 @@ class PostgresStore(ClosingStore):
     def _lookup(self, digest: bytes) -> TokenRecord | None:
         """The live token with this digest (not revoked), or None: one prepared
         statement on the unique digest index, one round trip."""
-        row = self._read(self._q.lookup, digest, binary=True)
+        row = self._read(self._q.lookup, (digest, digest), binary=True)
         return None if row is None else _token(row)
 
     def troop_account(self, troop_id: str) -> str | None:
         """The account a troop belongs to."""
-        row = self._read(self._q.troop_account, troop_id, binary=False)
+        row = self._read(self._q.troop_account, (troop_id,), binary=False)
         return None if row is None else str(row[0])
 
     def token_account(self, token_id: str) -> str | None:
         """The account a token (in any state) belongs to."""
-        row = self._read(self._q.token_account, token_id, binary=False)
+        row = self._read(self._q.token_account, (token_id,), binary=False)
         return None if row is None else str(row[0])
 
-    def _read(self, query: bytes, arg: object, *, binary: bool) -> Any:
+    def _read(self, query: bytes, args: tuple[object, ...], *, binary: bool) -> Any:
         """One row of a prepared one-statement read, outside any transaction.
 
         A read is safe to repeat: on a connection found broken it runs once
@@ -591,7 +605,7 @@ class PostgresStore(ClosingStore):
             try:
                 row = (
                     conn.cursor(binary=binary, row_factory=tuple_row)
-                    .execute(query, (arg,), prepare=True)
+                    .execute(query, args, prepare=True)
                     .fetchone()
                 )
             except psycopg.Error as exc:
@@ -842,6 +856,8 @@ class _PostgresTransaction:
                 "revoked": record.revoked,
                 "seated": record.seated,
                 "generation": record.generation,
+                "prev_digest": record.prev_digest,
+                "prev_expires_at": record.prev_expires_at,
                 "troops": list(record.grants),
             },
         ).fetchone()

@@ -126,7 +126,8 @@ CREATE INDEX tokens_seated_expiry ON tokens(account_id, expires_ts)
     # page at a time: each attachment carries its token's age (microseconds
     # since the epoch: exact, and immutable). A troop's members: an index row
     # per (troop, member), like attachments. The rows are filled in Python.
-    # And the account's token policy (its maximum lifetime in microseconds).
+    # And the account's token policy (its maximum lifetime in microseconds),
+    # and a rotation overlap's previous digest (indexed: a lookup finds it).
     3: """
 CREATE TABLE attachments_by_age (
     troop_id TEXT NOT NULL,
@@ -145,6 +146,10 @@ CREATE TABLE member_troops (
 ) WITHOUT ROWID;
 ALTER TABLE accounts ADD COLUMN max_lifetime_us INTEGER;
 ALTER TABLE accounts ADD COLUMN require_expiry INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tokens ADD COLUMN prev_digest BLOB;
+ALTER TABLE tokens ADD COLUMN prev_expires_at TEXT;
+CREATE UNIQUE INDEX tokens_prev_digest ON tokens(prev_digest)
+    WHERE prev_digest IS NOT NULL;
 """,
 }
 
@@ -188,10 +193,12 @@ def _age(created_at: datetime) -> int:
 
 _ROW_COLUMNS = (
     "id, account_id, kind, digest, hint, name, created_at, expires_at, "
-    "grants, revoked, seated, generation"
+    "grants, revoked, seated, generation, prev_digest, prev_expires_at"
 )
 _SELECT_TOKEN = f"SELECT {_ROW_COLUMNS} FROM tokens"  # noqa: S608 (constant)
 _LOOKUP = f"{_SELECT_TOKEN} WHERE digest = ? AND revoked = 0"
+#: Asked only when _LOOKUP finds nothing: a value kept by a rotation overlap.
+_LOOKUP_PREV = f"{_SELECT_TOKEN} WHERE prev_digest = ? AND revoked = 0"
 _ATTACHED = (
     f"SELECT {', '.join('t.' + c.strip() for c in _ROW_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
     "FROM attachments a JOIN tokens t ON t.id = a.token_id "
@@ -238,6 +245,8 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         revoked=row[9] == 1,
         seated=row[10] == 1,
         generation=row[11],
+        prev_digest=row[12],
+        prev_expires_at=None if row[13] is None else _fromiso(row[13]),
     )
 
 
@@ -434,6 +443,8 @@ class SQLiteStore(ClosingStore):
             pair = self._connect()
         try:
             row = pair[1].execute(_LOOKUP, (digest,)).fetchone()
+            if row is None:
+                row = pair[1].execute(_LOOKUP_PREV, (digest,)).fetchone()
         except sqlite3.Error as exc:
             self._drop(pair[0])
             raise StoreError(f"SQLite lookup failed: {exc}") from None
@@ -707,15 +718,18 @@ class _SQLiteTransaction:
     def put_token(self, record: TokenRecord) -> None:
         old = self._one("SELECT grants FROM tokens WHERE id = ?", record.id)
         old_troops = set() if old is None else set(json.loads(old[0]))
+        prev_at = record.prev_expires_at
         try:
             self._c.execute(
                 f"INSERT INTO tokens ({_ROW_COLUMNS}, expires_ts) "  # noqa: S608 (constant column list)
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, "
                 "hint = excluded.hint, name = excluded.name, "
                 "expires_at = excluded.expires_at, expires_ts = excluded.expires_ts, "
                 "grants = excluded.grants, revoked = excluded.revoked, "
-                "seated = excluded.seated, generation = excluded.generation",
+                "seated = excluded.seated, generation = excluded.generation, "
+                "prev_digest = excluded.prev_digest, "
+                "prev_expires_at = excluded.prev_expires_at",
                 (
                     record.id,
                     record.account_id,
@@ -731,6 +745,8 @@ class _SQLiteTransaction:
                     int(record.revoked),
                     int(record.seated),
                     record.generation,
+                    record.prev_digest,
+                    None if prev_at is None else prev_at.isoformat(),
                     record.expires_ts,
                 ),
             )

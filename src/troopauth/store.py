@@ -114,6 +114,12 @@ class TokenRecord:
     seated: bool = False
     #: Bumped by every rotation; principals of an older generation are dead.
     generation: int = 0
+    #: During a rotation overlap: the previous value's digest, which keeps
+    #: working until ``prev_expires_at`` (exclusive, like expiry); else None.
+    #: The digest index holds it too, so a lookup by it finds this record.
+    prev_digest: bytes | None = None
+    prev_expires_at: datetime | None = None
+    prev_expires_ts: float | None = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         # Runs for every record a database store reads on the verify path:
@@ -128,6 +134,8 @@ class TokenRecord:
         setattr_(
             self, "expires_ts", None if expires_at is None else expires_at.timestamp()
         )
+        prev = self.prev_expires_at
+        setattr_(self, "prev_expires_ts", None if prev is None else prev.timestamp())
         grants = self.grants
         if len(grants) == 1:
             ((troop_id, grant),) = grants.items()
