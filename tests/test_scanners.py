@@ -13,12 +13,18 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import random
+import re
 import subprocess
 import sys
 import tempfile
+import tomllib
+from collections import Counter
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from detect_secrets import SecretsCollection
@@ -28,6 +34,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from troopauth import scanners, tokens
+
+from .test_docs import python_blocks
 
 ALPHABET = tokens.ALPHABET
 SECRET_TYPE = "troopauth token"  # noqa: S105 (a label, not a password)
@@ -350,13 +358,156 @@ class TestDetectSecretsCli:
     def test_only_this_plugin(self, tmp_path: Path):
         """With every built-in plugin disabled, only troopauth entries remain."""
         expected = plant(tmp_path)
-        disabled = [
-            arg
-            for cls in get_mapping_from_secret_type_to_class().values()
-            if cls.__name__ != "TroopAuthTokenDetector"
-            for arg in ("--disable-plugin", cls.__name__)
-        ]
+        get_mapping_from_secret_type_to_class.cache_clear()
+        try:
+            builtin = [
+                cls.__name__
+                for cls in get_mapping_from_secret_type_to_class().values()
+                if cls.__name__ != "TroopAuthTokenDetector"
+            ]
+        finally:  # a mapping cached without the plugin would hide it later
+            get_mapping_from_secret_type_to_class.cache_clear()
+        assert len(builtin) >= 20
+        disabled = [arg for name in builtin for arg in ("--disable-plugin", name)]
         results = run_cli(tmp_path, *disabled)
         entries = [e for es in results.values() for e in es]
         assert {e["type"] for e in entries} == {SECRET_TYPE}
         assert len(entries) == len(expected)
+
+
+# -- the gitleaks rule of docs/token-format.md --------------------------------
+#
+# Debian 12 (bookworm), which CI runs on, has no gitleaks package, so gitleaks
+# itself does not run here: the rule is taken from the page and its
+# expression run with Python's re in ASCII mode (RE2's \b is ASCII), behind
+# gitleaks' keyword and entropy steps; the page's confirm step does the rest.
+
+TOKEN_FORMAT = Path(__file__).resolve().parent.parent / "docs" / "token-format.md"
+_TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def gitleaks_config() -> dict[str, Any]:
+    """The one TOML block of docs/token-format.md, parsed."""
+    blocks = _TOML_BLOCK.findall(TOKEN_FORMAT.read_text(encoding="utf-8"))
+    assert len(blocks) == 1
+    config: dict[str, Any] = tomllib.loads(blocks[0])
+    return config
+
+
+def gitleaks_rule() -> dict[str, Any]:
+    """The troopauth rule of that block."""
+    (rule,) = [r for r in gitleaks_config()["rules"] if r["id"] == "troopauth-token"]
+    return rule
+
+
+@cache
+def docs_namespace() -> dict[str, Any]:
+    """What the python blocks of docs/token-format.md define, run in order."""
+    namespace: dict[str, Any] = {"__name__": "docs:token-format"}
+    for line, body in python_blocks(TOKEN_FORMAT):
+        code = compile("\n" * (line - 1) + body, str(TOKEN_FORMAT), "exec")
+        exec(code, namespace)  # noqa: S102 (running our own documentation)
+    return namespace
+
+
+def shannon_entropy(text: str) -> float:
+    """Bits per character, as gitleaks computes a finding's entropy."""
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+def gitleaks_findings(name: str, text: str) -> list[dict[str, Any]]:
+    """What gitleaks reports for *text* with the rule: keywords, regex, entropy."""
+    rule = gitleaks_rule()
+    lowered = text.lower()
+    if not any(keyword.lower() in lowered for keyword in rule["keywords"]):
+        return []
+    findings = []
+    for match in re.compile(rule["regex"], re.ASCII).finditer(text):
+        secret = match.group(rule.get("secretGroup", 0))
+        if shannon_entropy(secret) <= rule["entropy"]:
+            continue
+        line = text.count("\n", 0, match.start()) + 1
+        findings.append(
+            {"RuleID": rule["id"], "File": name, "StartLine": line, "Secret": secret}
+        )
+    return findings
+
+
+def gitleaks_two_steps(root: Path) -> list[tuple[str, int, str]]:
+    """The emulated gitleaks run over *root*, then the page's confirm step."""
+    findings = []
+    for path in sorted(root.iterdir()):
+        findings += gitleaks_findings(path.name, path.read_text(encoding="utf-8"))
+    confirmed = docs_namespace()["confirmed"](findings)
+    return sorted((f["File"], f["StartLine"], f["Secret"]) for f in confirmed)
+
+
+class TestGitleaksRule:
+    """The gitleaks rule on docs/token-format.md, with the page's confirm step."""
+
+    def test_rule_fits_gitleaks(self):
+        """One rule with id, RE2-safe regex, keyword and entropy; defaults kept."""
+        config = gitleaks_config()
+        assert config["extend"] == {"useDefault": True}
+        rule = gitleaks_rule()
+        assert rule["keywords"] == [tokens.PREFIX]
+        assert 0 < rule["entropy"] < 4
+        # RE2 has no look-arounds and no back-references.
+        assert not re.search(r"\(\?<?[=!]|\\[1-9]", rule["regex"])
+
+    @given(
+        pieces=st.lists(
+            st.one_of(
+                st.builds(tokens.new_value),
+                st.text(alphabet=ALPHABET, min_size=34, max_size=38).map(
+                    lambda body: tokens.PREFIX + body
+                ),
+                st.sampled_from(["_", "-", " ", "\n", "x", "0", "\u00e9", '"', "cpt"]),
+            ),
+            max_size=12,
+        )
+    )
+    def test_rule_matches_what_the_reference_expression_matches(self, pieces):
+        """On any text, the RE2-style rule and the look-around expression agree."""
+        text = "".join(pieces)
+        rule = re.compile(gitleaks_rule()["regex"], re.ASCII)
+        assert [m.group() for m in rule.finditer(text)] == (
+            scanners.CANDIDATE.findall(text)
+        )
+
+    def test_finds_every_real_value_in_every_shape(self, tmp_path: Path):
+        """Candidates confirmed by checksum: each planted value, on its line."""
+        expected = plant(tmp_path)
+        mapped, listed = tokens.new_value(), tokens.new_value()
+        (tmp_path / "mixed.yaml").write_text(
+            f"token: {mapped}\nmore:\n  - {listed}\n", "ascii"
+        )
+        expected += [("mixed.yaml", 1, mapped), ("mixed.yaml", 3, listed)]
+        assert gitleaks_two_steps(tmp_path) == sorted(expected)
+
+    def test_near_misses_and_random_strings_are_not_confirmed(self, tmp_path: Path):
+        """gitleaks flags one-character typos; the checksum step confirms none."""
+        rng = random.Random(12)
+        misses = [m for _ in range(25) for m in near_misses(tokens.new_value())]
+        randoms = [
+            tokens.PREFIX + "".join(rng.choices(ALPHABET, k=36)) for _ in range(10_000)
+        ]
+        assert not any(tokens.has_valid_checksum(s) for s in misses + randoms)
+        (tmp_path / "misses.txt").write_text("\n".join(misses) + "\n", "ascii")
+        (tmp_path / "random.env").write_text(
+            "".join(f"K{i}={s}\n" for i, s in enumerate(randoms)), "ascii"
+        )
+        candidates = gitleaks_findings(
+            "random.env", (tmp_path / "random.env").read_text()
+        )
+        assert len(candidates) == len(randoms)  # the rule alone flags them all
+        assert gitleaks_two_steps(tmp_path) == []
+
+    def test_entropy_limit_keeps_fresh_values_drops_placeholders(self):
+        """Fresh values are well above the rule's entropy; placeholders are not."""
+        limit = gitleaks_rule()["entropy"]
+        assert min(shannon_entropy(tokens.new_value()) for _ in range(20_000)) > 3.5
+        assert limit < 3.5
+        for placeholder in ("x" * 36, "X" * 36, "0" * 36, "ab" * 18):
+            assert shannon_entropy(tokens.PREFIX + placeholder) <= limit
