@@ -374,6 +374,38 @@ class TestDetectSecretsCli:
         assert {e["type"] for e in entries} == {SECRET_TYPE}
         assert len(entries) == len(expected)
 
+    def test_baseline_brings_the_plugin_to_the_hook(self, tmp_path: Path):
+        """A baseline made with --plugin makes detect-secrets-hook use it too."""
+        (tmp_path / "clean.env").write_text("A=1\n", "ascii")
+        baseline = subprocess.run(
+            [sys.executable, "-m", "detect_secrets", "scan", "--plugin", PLUGIN_FILE],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        (tmp_path / ".secrets.baseline").write_text(baseline, "utf-8")
+        value = tokens.new_value()
+        (tmp_path / "leak.env").write_text(f"TOKEN={value}\n", "ascii")
+        (tmp_path / "typo.env").write_text(f"TOKEN={one_changed(value, 20)}\n")
+        hook = [sys.executable, "-m", "detect_secrets.pre_commit_hook"]
+        hook += ["--baseline", ".secrets.baseline"]
+        for name, flagged in (("leak.env", True), ("typo.env", False)):
+            done = subprocess.run(
+                [*hook, name],
+                check=False,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            said = done.stdout + done.stderr
+            assert ("Secret Type: troopauth token" in said) is flagged, said
+            if flagged:
+                assert done.returncode == 1
+                assert f"Location:    {name}:1" in said
+
 
 # -- the gitleaks rule of docs/token-format.md --------------------------------
 #

@@ -22,7 +22,7 @@ from troopauth import tokens
 
 try:
     from detect_secrets.plugins.base import RegexBasedDetector
-except ImportError as exc:  # pragma: no cover (the dev extra brings detect-secrets)
+except ImportError as exc:
     raise ImportError(
         "troopauth.scanners needs detect-secrets: pip install 'troopauth[scanners]'"
     ) from exc
