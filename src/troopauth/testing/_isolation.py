@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 from ..auth import TroopAuth
-from ..errors import AccessDenied, SeatsExhausted
+from ..errors import AccessDenied, SeatsExhausted, StoreError
 from ..models import AuditAction
 from ..permission import Permission
 from ..store import MemberRecord, Store, TroopRecord
@@ -46,6 +46,56 @@ class IsolationTests(KitBase):
         assert outcomes.count("ok") == 3
         assert TroopAuth(opener.main).seats(told.account_id).used == 3
         assert len(TroopAuth(opener.main).tokens(told.troop_id)) == 3
+
+    def test_one_account_loses_no_update(self, s: Store) -> None:
+        """Two transactions of one account that each read the seat counter and
+        add one: the second to start waits for the first or fails (StoreError);
+        the counter ends equal to the number of commits, on every run."""
+        if not self.capabilities.threads:
+            pytest.skip("the adapter does not declare capability 'threads'")
+        b_done = threading.Event()
+        outcomes: list[str] = []
+
+        def add_one() -> None:
+            with s.transaction("acct_a") as tx:
+                found = tx.get_account()
+                assert found is not None
+                tx.put_account(attrs.evolve(found, seats_used=found.seats_used + 1))
+
+        def second() -> None:
+            try:
+                add_one()
+                outcomes.append("committed")
+            except StoreError:
+                outcomes.append("refused")
+            except Exception as exc:  # noqa: BLE001 (the main thread reports it)
+                outcomes.append(repr(exc))
+            finally:
+                b_done.set()
+
+        thread = threading.Thread(target=second)
+        first = "committed"
+        try:
+            with s.transaction("acct_a") as tx:
+                found = tx.get_account()
+                assert found is not None
+                thread.start()
+                b_done.wait(OVERLAP_SECONDS)
+                tx.put_account(attrs.evolve(found, seats_used=found.seats_used + 1))
+        except StoreError:
+            first = "refused"
+        thread.join(60)
+        assert not thread.is_alive(), "the second transaction never finished"
+        assert outcomes[0] in {"committed", "refused"}, outcomes
+        commits = [first, *outcomes].count("committed")
+        assert commits >= 1, "both transactions were refused"
+        with s.transaction("acct_a", write=False) as tx:
+            found = tx.get_account()
+            assert found is not None
+            assert found.seats_used == commits, (
+                f"{commits} transactions each added one seat, the counter says "
+                f"{found.seats_used}: an update was lost"
+            )
 
     def test_two_accounts_commit_side_by_side(self, s: Store) -> None:
         """A transaction of account B that runs while one of account A is open,
