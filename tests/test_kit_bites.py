@@ -1,6 +1,7 @@
 """The conformance kit catches broken adapters: each deliberately broken store
-in tests/broken_stores.py fails the kit, in the tests that check the promise
-it breaks, while a correct store passes the same run."""
+in tests/broken_stores.py, run against the kit tests that check the promise it
+breaks, fails every one of them (all fixed scenarios, so on every run), while
+a correct store passes the whole kit."""
 
 from __future__ import annotations
 
