@@ -181,6 +181,7 @@ class RecordTests(KitBase):
             tx.put_troop(TroopRecord("troop_a2", "acct_a", "a2", T0))
         auth = TroopAuth(s, clock=FrozenClock())
         pat = auth.issue_personal_token("acct_a")
+        auth.add_member(auth.authenticate(pat.value), "troop_a", "m2", EDIT_DEPLOY)
         with s.transaction("acct_b") as tx:
             tx.put_member(MemberRecord("m", "acct_b", {"troop_b": EDIT_DEPLOY}))
         with s.transaction("acct_a", write=False) as tx:
@@ -194,6 +195,7 @@ class RecordTests(KitBase):
             assert attached == {"tok_1", pat.token_id}
             assert [t.id for t in tx.expired_seated(soon)] == ["tok_1"]
             assert len(tx.audit_events(None)) == 1
+            assert len(tx.audit_events("troop_a")) == 1
         with s.transaction("acct_b", write=False) as tx:
             assert tx.get_troop("troop_a") is None
             assert tx.get_troop("troop_a2") is None
@@ -201,6 +203,7 @@ class RecordTests(KitBase):
             member = tx.get_member("m")
             assert member is not None
             assert dict(member.grants) == {"troop_b": EDIT_DEPLOY}
+            assert tx.get_member("m2") is None
             assert [t.id for t in tx.troops()] == ["troop_b"]
             assert tx.attached_tokens("troop_a") == []
             assert tx.expired_seated(soon) == []
