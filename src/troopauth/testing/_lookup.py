@@ -21,44 +21,6 @@ from ._helpers import EDIT_DEPLOY, T0, FrozenClock, KitBase, same_token, story, 
 class LookupTests(KitBase):
     """Lookup by digest, digest uniqueness, rotation, revocation, the PAT."""
 
-    def test_expired_seated_comes_from_the_expiry(self, s: Store) -> None:
-        """expired_seated(now) returns the seated tokens with expires_at <= now."""
-        soon, later = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
-        with s.transaction("acct_a") as tx:
-            tx.put_token(token("tok_soon", expires_at=soon))
-            tx.put_token(token("tok_later", expires_at=later))
-            tx.put_token(token("tok_never"))
-            tx.put_token(token("tok_unseated", expires_at=soon, seated=False))
-        with s.transaction("acct_a", write=False) as tx:
-            assert tx.expired_seated(T0) == []
-            assert [t.id for t in tx.expired_seated(soon)] == ["tok_soon"]
-            ids = sorted(t.id for t in tx.expired_seated(later))
-            assert ids == ["tok_later", "tok_soon"]
-        with s.transaction("acct_a") as tx:
-            found = tx.get_token("tok_soon")
-            assert found is not None
-            tx.put_token(attrs.evolve(found, seated=False))
-            assert [t.id for t in tx.expired_seated(soon)] == []
-
-    def test_attached_tokens_follow_the_grants(self, s: Store) -> None:
-        """attached_tokens(troop) lists exactly the tokens whose grants name it."""
-        with s.transaction("acct_a") as tx:
-            tx.put_troop(TroopRecord("troop_c", "acct_a", "c", T0))
-            tx.put_token(token("tok_1", grants={"troop_a": EDIT_DEPLOY}))
-            tx.put_token(
-                token(
-                    "tok_2",
-                    grants={"troop_a": EDIT_DEPLOY, "troop_c": EDIT_DEPLOY},
-                )
-            )
-        with s.transaction("acct_a") as tx:
-            found = tx.get_token("tok_2")
-            assert found is not None
-            tx.put_token(attrs.evolve(found, grants={"troop_c": EDIT_DEPLOY}))
-        with s.transaction("acct_a", write=False) as tx:
-            assert sorted(t.id for t in tx.attached_tokens("troop_a")) == ["tok_1"]
-            assert sorted(t.id for t in tx.attached_tokens("troop_c")) == ["tok_2"]
-
     def test_lookup_by_digest(self, s: Store) -> None:
         """lookup finds a committed live token by its digest, else None."""
         record = token("tok_1")
