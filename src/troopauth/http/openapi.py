@@ -250,7 +250,7 @@ def _op(
     operation: dict[str, Any] = {
         "operationId": op_id,
         "summary": summary,
-        "responses": {**ok, **_problems(*errors)},
+        "responses": {**ok, **_problems(400, *errors)},
     }
     if params:
         operation["parameters"] = [
@@ -412,7 +412,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     **_ok(200, "Introspection", "The token's state"),
-                    **_problems(401, 403, 413, 415, 422),
+                    **_problems(400, 401, 403, 413, 415, 422),
                 },
             }
         },
