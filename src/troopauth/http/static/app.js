@@ -131,6 +131,7 @@
     $("welcome").hidden = true;
     $("pick").hidden = false;
     $("logout").hidden = false;
+    $("login").classList.add("signed-in");
     notice("");
     const remembered = sessionStorage.getItem(TROOP);
     if (remembered) {
@@ -149,6 +150,7 @@
     $("workspace").hidden = true;
     $("welcome").hidden = false;
     $("logout").hidden = true;
+    $("login").classList.remove("signed-in");
     notice("");
   }
 
@@ -228,8 +230,8 @@
     for (const event of events.slice().reverse()) {
       const row = document.createElement("tr");
       cell(row, "#", String(event.seq));
-      cell(row, "When", when(event.at));
-      cell(row, "Action", event.action);
+      cell(row, "When", when(event.at)).className = "nowrap";
+      cell(row, "Action", event.action).className = "nowrap";
       cell(row, "Actor", event.actor);
       cell(row, "Subject", event.token_id || (event.member_id ? "member " + event.member_id : "—"));
       cell(row, "Grant", grantText(event.grant));
