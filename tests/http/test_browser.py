@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from troopauth import Grant, InvalidToken, MemoryStore, Permission, TroopAuth
 from troopauth.http import create_app
 
 from ..helpers import Setup, make_account
+from .conftest import Live
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "docs" / "img"
@@ -62,44 +59,13 @@ def _chromium() -> str:
     return CHROMIUM
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Live:
-    """A uvicorn server in a thread."""
-
-    def __init__(self, app: object) -> None:
-        self.port = _free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def live() -> Iterator[tuple[str, TroopAuth, Setup]]:
     """The app over a MemoryStore, served on a free port; its base URL."""
     with MemoryStore() as store:
         auth = TroopAuth(store)
         setup = make_account(auth, seats=3, troops=2)
-        with _Live(create_app(auth)) as base:
+        with Live(create_app(auth)) as base:
             yield base, auth, setup
 
 

@@ -42,4 +42,4 @@ def serve(
         logging.getLogger(name).addFilter(RedactingFilter())
     with SQLiteStore(db_path) as store:
         app = create_app(TroopAuth(store))
-        uvicorn.run(app, host=host, port=port, log_config=None, server_header=False)
+        uvicorn.run(app, host=host, port=port, server_header=False)
