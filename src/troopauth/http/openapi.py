@@ -219,6 +219,7 @@ _DESCRIPTIONS = {
     413: "The body is larger than the cap.",
     415: "The body's media type is not the one expected.",
     422: "Invalid input: malformed JSON, an unknown field, a wrong type.",
+    503: "The store failed; nothing was changed.",
 }
 
 
@@ -250,7 +251,7 @@ def _op(
     operation: dict[str, Any] = {
         "operationId": op_id,
         "summary": summary,
-        "responses": {**ok, **_problems(400, *errors)},
+        "responses": {**ok, **_problems(400, *errors, 503)},
     }
     if params:
         operation["parameters"] = [
@@ -412,7 +413,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     **_ok(200, "Introspection", "The token's state"),
-                    **_problems(400, 401, 403, 413, 415, 422),
+                    **_problems(400, 401, 403, 413, 415, 422, 503),
                 },
             }
         },
