@@ -239,3 +239,32 @@ class TestMissingChromium:
         monkeypatch.delenv("CI", raising=False)
         with pytest.raises(pytest.skip.Exception, match="not installed"):
             _chromium()
+
+
+def test_attach_and_detach_in_chromium(live, browser_page):
+    """The attach form attaches a token of another troop to the open one with the
+    grant chosen; the row's Detach button detaches it again."""
+    from playwright.sync_api import expect
+
+    base, auth, setup = live
+    page, problems = browser_page
+    tid, other = setup.tid, setup.troops[1].id
+    issued = auth.issue_token(setup.owner, other, Grant.parse("view"), name="shared")
+    _sign_in_and_open(page, base, setup.pat.value, tid)
+    page.fill("#attach-id", issued.token_id)
+    page.check('input[name="aperm"][value="use"]')
+    page.fill("#attach-scope", "key:deploy")
+    page.click("#attach-form button[type=submit]")
+    row = page.locator(f'tr[data-token-id="{issued.token_id}"]')
+    expect(row).to_contain_text("view, use on key:deploy")
+    auth.verify(issued.value, tid, Permission.USE, key="deploy")
+    expect(page.locator("#seats-used")).to_have_text("1")
+    row.locator('button[data-action="detach"]').click()
+    expect(row).to_have_count(0)
+    assert tid not in auth.introspect(issued.value).grants
+    auth.verify(issued.value, other, Permission.VIEW)
+    page.fill("#attach-id", "tok_nope")
+    page.click("#attach-form button[type=submit]")
+    expect(page.locator("#notice")).to_contain_text("no token")
+    assert issued.value not in page.content()
+    assert [p for p in problems if "404" not in p] == []

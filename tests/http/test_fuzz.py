@@ -115,3 +115,51 @@ def test_any_json_body(world: World, target: str, body: Any):
         assert snapshot(auth, [setup, foreign], values, members=["alice"]) == before
     for value in values:
         assert value[8:] not in response.text
+
+
+_ANY_PATH = st.sampled_from(
+    [
+        ("POST", "/troops/{troop}/tokens"),
+        ("PUT", "/troops/{troop}/tokens/{token}"),
+        ("DELETE", "/troops/{troop}/tokens/{token}"),
+        ("POST", "/tokens/{token}/rotate"),
+        ("POST", "/tokens/{token}/revoke"),
+        ("PUT", "/troops/{troop}/members/{token}"),
+        ("POST", "/introspect"),
+    ]
+)
+_CTYPES = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "",
+    ]
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    target=_ANY_PATH,
+    content=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
+    ctype=_CTYPES,
+)
+def test_any_bytes(world: World, target: tuple[str, str], content: bytes, ctype: str):
+    """Any bytes under any media type, on every endpoint with a body: never a 500;
+    a 4xx changes nothing."""
+    auth = world.auth
+    setup = make_account(auth, seats=2)
+    token = auth.issue_token(setup.owner, setup.tid, Grant.parse("view"))
+    method, template = target
+    url = template.format(troop=setup.tid, token=token.token_id)
+    values = [token.value]
+    before = snapshot(auth, [setup], values, members=[token.token_id])
+    headers = {**bearer(setup.pat)}
+    if ctype:
+        headers["Content-Type"] = ctype
+    response = world.client.request(method, url, content=content, headers=headers)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert snapshot(auth, [setup], values, members=[token.token_id]) == before
+    assert token.value[8:] not in response.text

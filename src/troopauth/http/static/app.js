@@ -102,7 +102,10 @@
   async function copySecret() {
     const value = $("secret-value").textContent;
     try {
-      await navigator.clipboard.writeText(value);
+      // A clipboard that neither answers nor refuses (no focus, a pending
+      // permission prompt) must not leave the button dead: give it a second.
+      const late = new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 1000));
+      await Promise.race([navigator.clipboard.writeText(value), late]);
     } catch (_) {
       const range = document.createRange();
       range.selectNodeContents($("secret-value"));
