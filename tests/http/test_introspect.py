@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from troopauth import Grant
+from troopauth import Grant, MemoryStore, TroopAuth
+from troopauth.http import create_app
 
 from ..helpers import make_account
-from .conftest import World, bearer
+from .conftest import Live, World, bearer
 
 
 def _introspect(world: World, value: str, caller: dict[str, str]):
@@ -147,3 +148,50 @@ class TestCaller:
             headers={**world.pat, "Content-Type": ctype},
         )
         assert response.status_code == status
+
+
+class TestAuthlibClient:
+    """An independent RFC 7662 client (Authlib's OAuth2Client.introspect_token)
+    against the app served by uvicorn."""
+
+    def test_authlib_introspects(self, monkeypatch: pytest.MonkeyPatch):
+        """Authlib's request is understood: active for a live value, inactive
+        after its revocation, and refused without the caller's bearer."""
+        from authlib.integrations.httpx_client import OAuth2Client
+
+        # Authlib insists on HTTPS; the test server is plain HTTP on loopback.
+        monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+        def bearer_auth(value: str):
+            """An auth callable, as httpx (and Authlib's httpx2) accept."""
+
+            def sign(request):
+                request.headers["Authorization"] = f"Bearer {value}"
+                return request
+
+            return sign
+
+        with MemoryStore() as store:
+            auth = TroopAuth(store)
+            setup = make_account(auth)
+            token = auth.issue_token(setup.owner, setup.tid, Grant.parse("use"))
+            with Live(create_app(auth)) as base, OAuth2Client() as client:
+                url = f"{base}/introspect"
+                caller = bearer_auth(setup.pat.value)
+                live = client.introspect_token(
+                    url,
+                    token=token.value,
+                    token_type_hint="access_token",  # noqa: S106 (a hint, no secret)
+                    auth=caller,
+                )
+                assert live.status_code == 200
+                assert live.json()["active"] is True
+                assert live.json()["sub"] == token.token_id
+                assert live.json()["scope"] == f"{setup.tid}:use"
+                auth.revoke(setup.owner, token.token_id)
+                dead = client.introspect_token(url, token=token.value, auth=caller)
+                assert dead.json() == {"active": False}
+                refused = client.introspect_token(
+                    url, token=token.value, auth=bearer_auth("cpt_pat_x")
+                )
+                assert refused.status_code == 401
