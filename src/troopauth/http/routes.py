@@ -14,7 +14,6 @@ Every answer is ``Cache-Control: no-store``; every error is a problem body
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeAlias, TypeVar
 from urllib.parse import parse_qs
@@ -35,8 +34,6 @@ from .problems import HTTPProblem, from_error
 
 __all__ = ["ActorHook", "Api", "api_routes"]
 
-log = logging.getLogger("troopauth.http")
-
 #: The host's hook: the request's logged-in member as a `Principal` (made with
 #: ``auth.member(account_id, member_id)``), or ``None``; sync or async.
 ActorHook: TypeAlias = Callable[
@@ -44,9 +41,6 @@ ActorHook: TypeAlias = Callable[
 ]
 
 _T = TypeVar("_T")
-
-#: Where a request's actor lands in ``request.state``.
-_BEARER: Final = "troopauth_bearer"
 
 _NO_FIELDS: Final = frozenset[str]()
 _GRANT_BODY: Final = frozenset({"grant"})
