@@ -163,3 +163,37 @@ def test_any_bytes(world: World, target: tuple[str, str], content: bytes, ctype:
     if response.status_code >= 400:
         assert snapshot(auth, [setup], values, members=[token.token_id]) == before
     assert token.value[8:] not in response.text
+
+
+_IDS = st.text(min_size=1, max_size=60) | st.sampled_from(
+    ["tok_x", "troop_x", "..", ".", "%2F", "a/b", "\x00", "cpt_pat", " "]
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(troop=_IDS, token=_IDS, method=st.sampled_from(["GET", "PUT", "DELETE"]))
+def test_any_ids_in_paths(world: World, troop: str, token: str, method: str):
+    """Any text as a troop, token or member id in a path: never a 500, and a
+    refusal changes nothing."""
+    from urllib.parse import quote
+
+    before = snapshot(world.auth, [world.setup], members=[token])
+    body = {"grant": {"permissions": ["view"], "scope": "*"}}
+    t, k = quote(troop, safe=""), quote(token, safe="")
+    for url in (
+        f"/troops/{t}/tokens/{k}",
+        f"/troops/{t}/members/{k}",
+        f"/troops/{t}/tokens",
+        f"/troops/{t}/audit",
+        f"/accounts/{t}/seats",
+        f"/tokens/{k}/revoke",
+    ):
+        response = world.client.request(
+            method if "revoke" not in url else "POST",
+            url,
+            json=body if method == "PUT" else None,
+            headers=world.pat,
+        )
+        assert response.status_code < 500, (url, response.text)
+        assert response.status_code >= 400 or method == "GET", url
+    assert snapshot(world.auth, [world.setup], members=[token]) == before
