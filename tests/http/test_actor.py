@@ -151,3 +151,51 @@ def test_create_app_refuses_bad_options():
             create_app(auth, **kwargs)
     with pytest.raises(ValueError, match="TroopAuth"):
         create_app(object())  # type: ignore[arg-type]
+
+
+class TestCrossSite:
+    """Changes for a hook's actor (a cookie session) refuse cross-site requests."""
+
+    def _client(self, world: World):
+        world.auth.add_member(world.owner, world.tid, "alice", Grant.full())
+        alice = world.auth.member(world.setup.account.id, "alice")
+        return checked_client(create_app(world.auth, actor_hook=lambda _: alice))
+
+    @pytest.mark.parametrize(
+        ("headers", "allowed"),
+        [
+            ({}, True),
+            ({"Sec-Fetch-Site": "same-origin"}, True),
+            ({"Sec-Fetch-Site": "none"}, True),
+            ({"Sec-Fetch-Site": "cross-site"}, False),
+            ({"Sec-Fetch-Site": "same-site"}, False),
+            ({"Origin": "http://testserver"}, True),
+            ({"Origin": "https://evil.example"}, False),
+        ],
+    )
+    def test_fetch_metadata(self, world: World, headers, allowed):
+        """Same-origin or non-browser: allowed; cross-site: 403, nothing changes."""
+        with self._client(world) as client:
+            before = world.auth.tokens(world.tid)
+            response = client.post(
+                f"/troops/{world.tid}/tokens",
+                json={"grant": {"permissions": ["view"], "scope": "*"}},
+                headers=headers,
+            )
+            if allowed:
+                assert response.status_code == 201
+            else:
+                assert response.status_code == 403
+                assert world.auth.tokens(world.tid) == before
+            reads = client.get(f"/troops/{world.tid}/tokens", headers=headers)
+            assert reads.status_code == 200
+
+    def test_bearer_is_not_ambient(self, world: World):
+        """A bearer request marked cross-site is judged by its token alone."""
+        with self._client(world) as client:
+            response = client.post(
+                f"/troops/{world.tid}/tokens",
+                json={"grant": {"permissions": ["view"], "scope": "*"}},
+                headers={**world.pat, "Sec-Fetch-Site": "cross-site"},
+            )
+        assert response.status_code == 201

@@ -42,6 +42,8 @@ ActorHook: TypeAlias = Callable[
 
 _T = TypeVar("_T")
 
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_SAME_SITE: Final = frozenset({"same-origin", "none"})
 _NO_FIELDS: Final = frozenset[str]()
 _GRANT_BODY: Final = frozenset({"grant"})
 
@@ -52,6 +54,25 @@ def _json(body: Any, status: int = 200) -> JSONResponse:
 
 def _no_content() -> Response:
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether a browser sent this request from another origin.
+
+    A hook's actor usually rides on the host's session cookie, which a browser
+    attaches to requests that other sites make, so changes made for a hook's
+    actor are refused when the browser says the request is cross-site
+    (``Sec-Fetch-Site``), or, from a browser that does not send that header,
+    when its ``Origin`` is not this one. Bearer tokens are not ambient: they
+    need no such check.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in _SAME_SITE
+    origin = request.headers.get("origin")
+    return (
+        origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
+    )
 
 
 @attrs.frozen
@@ -132,6 +153,10 @@ class Api:
             raise self.missing_token()
         if not isinstance(found, Principal):
             raise TypeError("actor_hook must return a Principal or None")
+        if request.method not in _SAFE_METHODS and _cross_site(request):
+            raise self.denied(
+                "a cross-site request cannot act for a member", bearer=False
+            )
         return _Actor(found, bearer=False)
 
     async def call(
