@@ -103,6 +103,9 @@ def _sign_in_and_open(page: Any, base: str, value: str, troop_id: str) -> None:
 
     page.goto(base + "/")
     expect(page.locator("#welcome")).to_be_visible()
+    # Before sign-in only the welcome shows: no troop picker, no workspace.
+    expect(page.locator("#pick")).to_be_hidden()
+    expect(page.locator("#workspace")).to_be_hidden()
     page.fill("#bearer", value)
     page.click("#login button[type=submit]")
     expect(page.locator("#pick")).to_be_visible()

@@ -129,5 +129,7 @@ def create_app(
             Exception: _on_error,
         },
     )
+    # An API answers the path it was asked, never a redirect to another one.
+    app.router.redirect_slashes = False
     app.add_middleware(RefuseValuesInURL)
     return app
