@@ -91,24 +91,39 @@ def _request(target: str, troops: list[str], foreign: str, token: str):
     }[target]
 
 
+#: Who sends the request: the PAT, a manager of the first troop only, or a
+#: manager limited to some keys (who may manage nothing).
+_ACTORS = st.sampled_from(["pat", "manager", "scoped"])
+
+
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(target=_TARGETS, body=_BODIES)
-def test_any_json_body(world: World, target: str, body: Any):
-    """Any JSON on any endpoint: 2xx, or a 4xx problem that changed nothing."""
+@given(target=_TARGETS, body=_BODIES, actor=_ACTORS)
+def test_any_json_body(world: World, target: str, body: Any, actor: str):
+    """Any JSON on any endpoint, from any actor: 2xx, or a 4xx problem that
+    changed nothing."""
     auth = world.auth
-    setup = make_account(auth, seats=2, troops=2)
+    setup = make_account(auth, seats=4, troops=2)
     foreign = make_account(auth, seats=1)
     token = auth.issue_token(setup.owner, setup.tid, Grant.parse("view"))
+    callers = {
+        "pat": setup.pat,
+        "manager": auth.issue_token(
+            setup.owner, setup.tid, Grant.parse("view,use,manage")
+        ),
+        "scoped": auth.issue_token(
+            setup.owner, setup.tid, Grant.parse("manage", "key:a")
+        ),
+    }
     method, url = _request(target, setup.troop_ids(), foreign.tid, token.token_id)
-    values = [token.value, setup.pat.value]
+    values = [token.value, *(c.value for c in callers.values())]
     before = snapshot(auth, [setup, foreign], values, members=["alice"])
     response = world.client.request(
         method,
         url,
         content=json.dumps(body),
-        headers={**bearer(setup.pat), "Content-Type": "application/json"},
+        headers={**bearer(callers[actor]), "Content-Type": "application/json"},
     )
-    event(f"{target}: {response.status_code}")
+    event(f"{actor} {target}: {response.status_code}")
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"
