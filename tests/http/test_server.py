@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from troopauth import Permission, SQLiteStore, TroopAuth
+from troopauth.http import create_app
 from troopauth.http.server import RedactingFilter
 
-from .conftest import bearer, free_port
+from .conftest import Live, bearer, free_port
 
 
 def _wait_up(base: str, process: subprocess.Popen[str]) -> None:
@@ -81,3 +83,35 @@ def test_redacting_filter():
     assert RedactingFilter().filter(record)
     assert value not in record.getMessage()
     assert record.getMessage() == "cpt_pat_<redacted> cpt_pat_<redacted> 3"
+
+
+def test_race_for_the_last_seat_over_http(tmp_path: Path):
+    """Requests racing for the last seat through the served app over SQLite:
+    exactly one gets 201, the others 409, and the pool is full, not over."""
+    with SQLiteStore(tmp_path / "race.db") as store:
+        auth = TroopAuth(store)
+        account = auth.create_account(seats=1)
+        troop = auth.create_troop(account.id, "payments")
+        pat = auth.issue_personal_token(account.id)
+        statuses: list[int] = []
+        with Live(create_app(auth)) as base:
+            start = threading.Barrier(4)
+
+            def issue() -> None:
+                with httpx.Client(base_url=base, timeout=30) as client:
+                    start.wait()
+                    response = client.post(
+                        f"/troops/{troop.id}/tokens",
+                        json={"grant": {"permissions": ["view"], "scope": "*"}},
+                        headers=bearer(pat),
+                    )
+                    statuses.append(response.status_code)
+
+            threads = [threading.Thread(target=issue) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert sorted(statuses) == [201, 409, 409, 409]
+        assert auth.seats(account.id).used == 1
+        assert len(auth.tokens(troop.id)) == 1
