@@ -70,6 +70,21 @@ def live() -> Iterator[tuple[str, TroopAuth, Setup]]:
 
 
 @pytest.fixture
+def mounted() -> Iterator[tuple[str, TroopAuth, Setup]]:
+    """The app mounted at /tokens-admin of a FastAPI app, served on a free
+    port; the mount point's URL."""
+    from fastapi import FastAPI
+
+    with MemoryStore() as store:
+        auth = TroopAuth(store)
+        setup = make_account(auth, seats=3, troops=2)
+        host = FastAPI()
+        host.mount("/tokens-admin", create_app(auth))
+        with Live(host) as base:
+            yield base + "/tokens-admin", auth, setup
+
+
+@pytest.fixture
 def browser_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
     """A Chromium page in a fresh profile, and the errors it logs."""
     executable = _chromium()
@@ -244,12 +259,13 @@ class TestMissingChromium:
             _chromium()
 
 
-def test_attach_and_detach_in_chromium(live, browser_page):
-    """The attach form attaches a token of another troop to the open one with the
-    grant chosen; the row's Detach button detaches it again."""
+def test_attach_and_detach_in_chromium(mounted, browser_page):
+    """Mounted under /tokens-admin of a FastAPI app, the page's attach form
+    attaches a token of another troop to the open one with the grant chosen;
+    the row's Detach button detaches it again."""
     from playwright.sync_api import expect
 
-    base, auth, setup = live
+    base, auth, setup = mounted
     page, problems = browser_page
     tid, other = setup.tid, setup.troops[1].id
     issued = auth.issue_token(setup.owner, other, Grant.parse("view"), name="shared")
