@@ -1,0 +1,241 @@
+"""What crosses the trust boundary: request bodies in, JSON shapes out.
+
+Request bodies are read with a size cap, parsed strictly (no ``NaN``, no
+duplicate keys, no unknown fields, no type coercion) and turned into troopauth
+values; anything else is an ``invalid-input`` problem (422) naming the field.
+The JSON shapes out are the ones the OpenAPI document describes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NoReturn
+
+from starlette.requests import Request
+
+from ..errors import TroopAuthError
+from ..grant import Grant
+from ..models import AuditEvent, Principal, SeatPool, TokenInfo
+from ..permission import Permission
+from ..scope import Scope
+from .problems import HTTPProblem
+
+__all__ = [
+    "GRANT_FIELDS",
+    "ISSUE_FIELDS",
+    "event_json",
+    "grant_json",
+    "json_object",
+    "parse_grant",
+    "parse_issue",
+    "permission_words",
+    "principal_json",
+    "read_body",
+    "seats_json",
+    "token_json",
+]
+
+#: The fields of a grant object.
+GRANT_FIELDS = frozenset({"permissions", "scope"})
+#: The fields of an issue request.
+ISSUE_FIELDS = frozenset({"grant", "name", "expires_at"})
+
+
+def _invalid(detail: str) -> NoReturn:
+    raise HTTPProblem("invalid-input", detail)
+
+
+async def read_body(request: Request, max_body: int) -> bytes:
+    """The request body, refused with 413 past *max_body* bytes (before and
+    while reading it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPProblem("bad-request", "Content-Length is not a number")
+        if int(declared) > max_body:
+            raise HTTPProblem(
+                "body-too-large", f"the body must be at most {max_body} bytes"
+            )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body:
+            raise HTTPProblem(
+                "body-too-large", f"the body must be at most {max_body} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _no_constant(name: str) -> NoReturn:
+    _invalid(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            _invalid("an object names a field twice")
+        result[key] = value
+    return result
+
+
+def json_object(
+    body: bytes, content_type: str | None, allowed: frozenset[str]
+) -> dict[str, Any]:
+    """Parse *body* as one JSON object holding only *allowed* fields.
+
+    An empty body is an empty object. Another media type is 415.
+    """
+    if not body.strip():
+        return {}
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise HTTPProblem("unsupported-media-type", "the body must be application/json")
+    try:
+        value = json.loads(
+            body.decode("utf-8"),
+            parse_constant=_no_constant,
+            object_pairs_hook=_no_duplicates,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        _invalid("the body is not valid JSON")
+    if not isinstance(value, dict):
+        _invalid("the body must be a JSON object")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        expected = ", ".join(sorted(allowed)) or "none"
+        _invalid(f"unknown field {unknown[0][:40]!r}; expected some of: {expected}")
+    return value
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        _invalid(f"{where} must be a string, not {_json_type(value)}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def parse_grant(value: object, where: str = "grant") -> Grant:
+    """A grant from ``{"permissions": ["view", "edit"], "scope": "key:prod/*"}``."""
+    if not isinstance(value, dict):
+        _invalid(f"{where} must be an object, not {_json_type(value)}")
+    unknown = sorted(set(value) - GRANT_FIELDS)
+    if unknown:
+        _invalid(f"unknown field {where}.{unknown[0][:40]!r}")
+    for field in sorted(GRANT_FIELDS):
+        if field not in value:
+            _invalid(f"{where}.{field} is required")
+    words = value["permissions"]
+    if not isinstance(words, list) or not words:
+        _invalid(f"{where}.permissions must be a non-empty array of names")
+    permission = Permission(0)
+    for word in words:
+        name = _text(word, f"{where}.permissions[]")
+        try:
+            permission |= Permission.parse(name)
+        except TroopAuthError as exc:
+            _invalid(f"{where}.permissions: {exc}")
+    scope_text = _text(value["scope"], f"{where}.scope")
+    try:
+        return Grant(permission, Scope.parse(scope_text))
+    except TroopAuthError as exc:
+        _invalid(f"{where}.scope: {exc}")
+
+
+def parse_issue(value: dict[str, Any]) -> tuple[Grant, str, datetime | None]:
+    """The grant, name and expiry of an issue request."""
+    if "grant" not in value:
+        _invalid("grant is required")
+    grant = parse_grant(value["grant"])
+    name = _text(value.get("name", ""), "name")
+    expires = value.get("expires_at")
+    if expires is None:
+        return grant, name, None
+    text = _text(expires, "expires_at")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        _invalid("expires_at must be an ISO 8601 date and time")
+    if when.tzinfo is None or when.utcoffset() is None:
+        _invalid("expires_at must carry its UTC offset")
+    return grant, name, when
+
+
+# -- out ----------------------------------------------------------------------
+
+
+def permission_words(permission: Permission) -> list[str]:
+    """``Permission.VIEW | Permission.EDIT`` -> ``["view", "edit"]``."""
+    return [name.lower() for name in permission.names()]
+
+
+def grant_json(grant: Grant) -> dict[str, Any]:
+    """A grant in the API's shape."""
+    return {
+        "permissions": permission_words(grant.permission),
+        "scope": str(grant.scope),
+    }
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def token_json(info: TokenInfo) -> dict[str, Any]:
+    """A token as listings show it: never its value."""
+    grants: Mapping[str, Grant] = info.grants
+    return {
+        "token_id": info.token_id,
+        "name": info.name,
+        "hint": info.hint,
+        "kind": info.kind.value,
+        "grants": {troop: grant_json(g) for troop, g in sorted(grants.items())},
+        "created_at": _when(info.created_at),
+        "expires_at": _when(info.expires_at),
+    }
+
+
+def seats_json(pool: SeatPool) -> dict[str, int]:
+    """A seat pool."""
+    return {"capacity": pool.capacity, "used": pool.used, "free": pool.free}
+
+
+def event_json(event: AuditEvent) -> dict[str, Any]:
+    """One audit event (it never holds a secret)."""
+    return {
+        "seq": event.seq,
+        "at": _when(event.at),
+        "troop_id": event.troop_id,
+        "action": event.action.value,
+        "actor": event.actor,
+        "token_id": event.token_id,
+        "member_id": event.member_id,
+        "grant": None if event.grant is None else grant_json(event.grant),
+        "hash": event.hash,
+    }
+
+
+def principal_json(principal: Principal) -> dict[str, Any]:
+    """Who the caller is."""
+    return {
+        "kind": principal.kind.value,
+        "account_id": principal.account_id,
+        "token_id": principal.token_id,
+        "member_id": principal.member_id,
+    }

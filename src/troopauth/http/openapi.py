@@ -1,0 +1,455 @@
+"""The OpenAPI 3.1 document of the JSON API, written by hand.
+
+:func:`document` builds it; the app serves it at ``/openapi.json`` with the
+mount point as its server URL, so a generated client (or a Terraform provider)
+that reads it there reaches the API wherever the host mounted it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .problems import MEDIA_TYPE, PROBLEM_TYPES
+
+__all__ = ["document", "endpoint"]
+
+_ID = {"type": "string", "minLength": 1}
+_WHEN = {"type": "string", "format": "date-time"}
+_PERMISSION = {"type": "string", "enum": ["view", "use", "edit", "manage"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(
+    properties: dict[str, Any], required: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": sorted(properties) if required is None else required,
+        "additionalProperties": False,
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    grant = _object(
+        {
+            "permissions": {
+                "type": "array",
+                "items": _PERMISSION,
+                "minItems": 1,
+                "description": "Permission names, any case.",
+            },
+            "scope": {
+                "type": "string",
+                "description": "`*` (the whole troop) or comma-separated "
+                "`key:NAME` / `key:PREFIX*` patterns.",
+                "examples": ["*", "key:deploy,key:prod/*"],
+            },
+        }
+    )
+    return {
+        "Grant": grant,
+        "Token": _object(
+            {
+                "token_id": _ID,
+                "name": {"type": "string"},
+                "hint": {"type": "string", "description": "A non-secret reminder."},
+                "kind": {"type": "string", "enum": ["troop", "personal"]},
+                "grants": {
+                    "type": "object",
+                    "description": "Troop id -> the grant held there.",
+                    "additionalProperties": _ref("Grant"),
+                },
+                "created_at": _WHEN,
+                "expires_at": {"oneOf": [_WHEN, {"type": "null"}]},
+            }
+        ),
+        "TokenList": _object({"tokens": {"type": "array", "items": _ref("Token")}}),
+        "IssuedToken": _object(
+            {
+                "token_id": _ID,
+                "value": {
+                    "type": "string",
+                    "pattern": "^cpt_pat_[0-9A-Za-z]{36}$",
+                    "description": "The token value: shown this once, never again.",
+                },
+                "hint": {"type": "string"},
+            }
+        ),
+        "IssueRequest": _object(
+            {
+                "grant": _ref("Grant"),
+                "name": {"type": "string", "maxLength": 256, "default": ""},
+                "expires_at": {
+                    "oneOf": [_WHEN, {"type": "null"}],
+                    "description": "A time with its UTC offset, in the future.",
+                },
+            },
+            required=["grant"],
+        ),
+        "GrantRequest": _object({"grant": _ref("Grant")}),
+        "SeatPool": _object(
+            {
+                "capacity": {"type": "integer", "minimum": 0},
+                "used": {"type": "integer", "minimum": 0},
+                "free": {"type": "integer"},
+            }
+        ),
+        "AuditEvent": _object(
+            {
+                "seq": {"type": "integer", "minimum": 1},
+                "at": _WHEN,
+                "troop_id": {"type": ["string", "null"]},
+                "action": {
+                    "type": "string",
+                    "enum": [
+                        "token.issue",
+                        "token.attach",
+                        "token.detach",
+                        "token.rotate",
+                        "token.revoke",
+                        "member.add",
+                        "member.remove",
+                        "pat.issue",
+                        "pat.replace",
+                    ],
+                },
+                "actor": {"type": "string"},
+                "token_id": {"type": ["string", "null"]},
+                "member_id": {"type": ["string", "null"]},
+                "grant": {"oneOf": [_ref("Grant"), {"type": "null"}]},
+                "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            }
+        ),
+        "AuditLog": _object({"events": {"type": "array", "items": _ref("AuditEvent")}}),
+        "AuditCheck": _object(
+            {
+                "intact": {"type": "boolean"},
+                "first_broken": {
+                    "type": ["integer", "null"],
+                    "description": "The seq of the first edited, dropped or "
+                    "reordered event; null when intact.",
+                },
+            }
+        ),
+        "Principal": _object(
+            {
+                "kind": {"type": "string", "enum": ["personal", "troop", "member"]},
+                "account_id": _ID,
+                "token_id": {"type": ["string", "null"]},
+                "member_id": {"type": ["string", "null"]},
+            }
+        ),
+        "IntrospectionRequest": {
+            "type": "object",
+            "properties": {
+                "token": {"type": "string"},
+                "token_type_hint": {"type": "string"},
+            },
+            "required": ["token"],
+        },
+        "Introspection": {
+            "type": "object",
+            "description": "RFC 7662. Only `active` when it is false.",
+            "properties": {
+                "active": {"type": "boolean"},
+                "token_type": {"type": "string", "const": "Bearer"},
+                "sub": _ID,
+                "client_id": _ID,
+                "iat": {"type": "integer"},
+                "exp": {"type": "integer"},
+                "scope": {
+                    "type": "string",
+                    "description": "Space-separated `TROOP_ID:permission` words.",
+                },
+                "troopauth": _object(
+                    {
+                        "kind": {"type": "string", "enum": ["troop", "personal"]},
+                        "account_id": _ID,
+                        "name": {"type": "string"},
+                        "grants": {
+                            "type": "object",
+                            "additionalProperties": _ref("Grant"),
+                        },
+                    }
+                ),
+            },
+            "required": ["active"],
+            "additionalProperties": False,
+            "if": {"properties": {"active": {"const": True}}},
+            "then": {
+                "required": [
+                    "active",
+                    "token_type",
+                    "sub",
+                    "client_id",
+                    "iat",
+                    "scope",
+                    "troopauth",
+                ]
+            },
+            "else": {"maxProperties": 1},
+        },
+        "Problem": _object(
+            {
+                "type": {
+                    "type": "string",
+                    "enum": sorted(p.uri for p in PROBLEM_TYPES.values()),
+                },
+                "title": {"type": "string"},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "detail": {"type": "string"},
+            }
+        ),
+    }
+
+
+_DESCRIPTIONS = {
+    400: "Bad request (a token value in the URL, among others).",
+    401: "No credentials, or not a live token (RFC 6750 challenge).",
+    403: "The actor may not do this.",
+    404: "No such troop, token, member or account (in the actor's account).",
+    409: "No free seat in the account's pool.",
+    413: "The body is larger than the cap.",
+    415: "The body's media type is not the one expected.",
+    422: "Invalid input: malformed JSON, an unknown field, a wrong type.",
+    503: "The store failed; nothing was changed.",
+}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": _DESCRIPTIONS[status],
+            "content": {MEDIA_TYPE: {"schema": _ref("Problem")}},
+        }
+        for status in statuses
+    }
+
+
+def _ok(status: int, schema: str | None, description: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description}
+    if schema is not None:
+        answer["content"] = {"application/json": {"schema": _ref(schema)}}
+    return {str(status): answer}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    ok: dict[str, Any],
+    errors: tuple[int, ...],
+    body: str | None = None,
+    params: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "responses": {**ok, **_problems(400, *errors, 503)},
+    }
+    if params:
+        operation["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": _ID} for p in params
+        ]
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return operation
+
+
+_READ = (401, 403, 404)
+_CHANGE = (401, 403, 404, 413, 415, 422)
+
+
+def _paths() -> dict[str, Any]:
+    troop = ("troop_id",)
+    troop_token = ("troop_id", "token_id")
+    token = ("token_id",)
+    member = ("troop_id", "member_id")
+    account = ("account_id",)
+    return {
+        "/me": {
+            "get": _op(
+                "whoAmI", "The caller's principal", _ok(200, "Principal", "Who"), (401,)
+            )
+        },
+        "/troops/{troop_id}/tokens": {
+            "get": _op(
+                "listTokens",
+                "The tokens attached to a troop (MANAGE on the whole troop)",
+                _ok(200, "TokenList", "The tokens, oldest first; no values"),
+                _READ,
+                params=troop,
+            ),
+            "post": _op(
+                "issueToken",
+                "Issue a token attached to the troop; the value is shown once",
+                _ok(201, "IssuedToken", "Issued: the value, this once"),
+                (*_CHANGE, 409),
+                body="IssueRequest",
+                params=troop,
+            ),
+        },
+        "/troops/{troop_id}/tokens/{token_id}": {
+            "put": _op(
+                "attachToken",
+                "Attach a token to the troop, or replace its grant there",
+                _ok(200, "Token", "The token after the change"),
+                (*_CHANGE, 409),
+                body="GrantRequest",
+                params=troop_token,
+            ),
+            "delete": _op(
+                "detachToken",
+                "Detach a token from the troop",
+                _ok(204, None, "Detached"),
+                _CHANGE,
+                params=troop_token,
+            ),
+        },
+        "/tokens/{token_id}/rotate": {
+            "post": _op(
+                "rotateToken",
+                "A new value for the token; the old one stops working now",
+                _ok(200, "IssuedToken", "The new value, this once"),
+                _CHANGE,
+                params=token,
+            )
+        },
+        "/tokens/{token_id}/revoke": {
+            "post": _op(
+                "revokeToken",
+                "Disable a token for good; frees its seat",
+                _ok(204, None, "Revoked (revoking again changes nothing)"),
+                _CHANGE,
+                params=token,
+            )
+        },
+        "/troops/{troop_id}/members/{member_id}": {
+            "put": _op(
+                "putMember",
+                "Give a member a grant in the troop",
+                _ok(204, None, "Done"),
+                _CHANGE,
+                body="GrantRequest",
+                params=member,
+            ),
+            "delete": _op(
+                "removeMember",
+                "Take a member's grant in the troop away",
+                _ok(204, None, "Removed"),
+                _CHANGE,
+                params=member,
+            ),
+        },
+        "/accounts/{account_id}/seats": {
+            "get": _op(
+                "seats",
+                "The account's seat pool",
+                _ok(200, "SeatPool", "The pool now"),
+                _READ,
+                params=account,
+            )
+        },
+        "/troops/{troop_id}/audit": {
+            "get": _op(
+                "troopAudit",
+                "The troop's audit log, oldest first",
+                _ok(200, "AuditLog", "The events"),
+                _READ,
+                params=troop,
+            )
+        },
+        "/troops/{troop_id}/audit/check": {
+            "get": _op(
+                "checkTroopAudit",
+                "Check the troop's hash chain",
+                _ok(200, "AuditCheck", "The verdict"),
+                _READ,
+                params=troop,
+            )
+        },
+        "/accounts/{account_id}/audit": {
+            "get": _op(
+                "accountAudit",
+                "The account's own log (personal token events; PAT only)",
+                _ok(200, "AuditLog", "The events"),
+                _READ,
+                params=account,
+            )
+        },
+        "/accounts/{account_id}/audit/check": {
+            "get": _op(
+                "checkAccountAudit",
+                "Check the account log's hash chain (PAT only)",
+                _ok(200, "AuditCheck", "The verdict"),
+                _READ,
+                params=account,
+            )
+        },
+        "/introspect": {
+            "post": {
+                "operationId": "introspect",
+                "summary": "RFC 7662 token introspection",
+                "description": "The caller authenticates with the account's "
+                "personal access token or a token with MANAGE on the whole of "
+                "a troop. Dead, unknown and other accounts' values: "
+                '`{"active": false}`.',
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": _ref("IntrospectionRequest")
+                        }
+                    },
+                },
+                "responses": {
+                    **_ok(200, "Introspection", "The token's state"),
+                    **_problems(400, 401, 403, 413, 415, 422, 503),
+                },
+            }
+        },
+    }
+
+
+def document(server_url: str = "/") -> dict[str, Any]:
+    """The OpenAPI 3.1 document, its server at *server_url* (the mount point)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "troopauth tokens surface",
+            "version": "1",
+            "description": "Issue, attach, detach, rotate and revoke troop access "
+            "tokens; seats; audit logs; RFC 7662 introspection. Every error is "
+            "an RFC 9457 problem (application/problem+json); every answer is "
+            "Cache-Control: no-store.",
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal access token or a troop token "
+                    "(cpt_pat_...).",
+                }
+            },
+        },
+    }
+
+
+async def endpoint(request: Request) -> Response:
+    """``GET /openapi.json``: the document, its server URL the mount point."""
+    root = request.scope.get("root_path", "") or "/"
+    return JSONResponse(document(root), headers={"Cache-Control": "no-store"})

@@ -1,0 +1,452 @@
+"""The JSON API: one endpoint per facade call, the actor from the request.
+
+The actor is the `Principal` of the request's ``Authorization: Bearer`` value
+(a personal access token or a troop token), or, without that header, whatever
+the host's ``actor_hook`` returns for the request (its own logged-in member).
+The facade judges every management call; the reads the facade offers without
+an actor (a troop's tokens and audit log) need ``MANAGE`` on the whole troop
+here, and the account reads (seats, the account log) an actor of that account.
+
+Every answer is ``Cache-Control: no-store``; every error is a problem body
+(:mod:`troopauth.http.problems`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeAlias, TypeVar
+from urllib.parse import parse_qs
+
+import attrs
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..asgi import MALFORMED, parse_authorization
+from ..auth import TroopAuth
+from ..errors import AccessDenied, InvalidToken, TroopAuthError
+from ..models import Kind, Principal
+from ..permission import Permission
+from . import bodies
+from .problems import HTTPProblem, from_error
+
+__all__ = ["ActorHook", "Api", "api_routes"]
+
+#: The host's hook: the request's logged-in member as a `Principal` (made with
+#: ``auth.member(account_id, member_id)``), or ``None``; sync or async.
+ActorHook: TypeAlias = Callable[
+    [Request], Principal | Awaitable[Principal | None] | None
+]
+
+_T = TypeVar("_T")
+
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_SAME_SITE: Final = frozenset({"same-origin", "none"})
+_NO_FIELDS: Final = frozenset[str]()
+_GRANT_BODY: Final = frozenset({"grant"})
+
+
+def _json(body: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _no_content() -> Response:
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+
+
+def _cross_site(request: Request) -> bool:
+    """Whether a browser sent this request from another origin.
+
+    A hook's actor usually rides on the host's session cookie, which a browser
+    attaches to requests that other sites make, so changes made for a hook's
+    actor are refused when the browser says the request is cross-site
+    (``Sec-Fetch-Site``), or, from a browser that does not send that header,
+    when its ``Origin`` is not this one. Bearer tokens are not ambient: they
+    need no such check.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in _SAME_SITE
+    origin = request.headers.get("origin")
+    return (
+        origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}"
+    )
+
+
+@attrs.frozen
+class _Actor:
+    principal: Principal
+    #: The actor came from a bearer value (401/403 then carry RFC 6750 challenges).
+    bearer: bool
+
+
+class Api:
+    """The endpoints, closed over one facade and the app's settings."""
+
+    def __init__(
+        self,
+        auth: TroopAuth,
+        *,
+        actor_hook: ActorHook | None,
+        realm: str | None,
+        max_body: int,
+    ) -> None:
+        self.auth = auth
+        self.actor_hook = actor_hook
+        self.max_body = max_body
+        prefix = f'Bearer realm="{realm}"' if realm else "Bearer"
+        self._missing = prefix
+        sep = ", " if realm else " "
+        self._invalid = f'{prefix}{sep}error="invalid_token"'
+        self._denied = f'{prefix}{sep}error="insufficient_scope"'
+
+    # -- who is asking ---------------------------------------------------------
+
+    def bearer(self, request: Request) -> str | None:
+        """The request's bearer value, or ``None``; 401 for a malformed header."""
+        headers = request.headers.getlist("authorization")
+        if len(headers) > 1:
+            raise self.invalid_token()
+        value = parse_authorization(headers[0]) if headers else None
+        if value is MALFORMED:
+            raise self.invalid_token()
+        return value if isinstance(value, str) else None
+
+    def invalid_token(self) -> HTTPProblem:
+        """401 with ``error="invalid_token"``."""
+        return HTTPProblem(
+            "invalid-token",
+            "invalid token",
+            headers={"WWW-Authenticate": self._invalid},
+        )
+
+    def missing_token(self) -> HTTPProblem:
+        """401 for a request that brought no credentials."""
+        return HTTPProblem(
+            "missing-token",
+            "this needs Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": self._missing},
+        )
+
+    def denied(self, detail: str, bearer: bool) -> HTTPProblem:
+        """403; with ``error="insufficient_scope"`` for a bearer actor."""
+        headers = {"WWW-Authenticate": self._denied} if bearer else None
+        return HTTPProblem("forbidden", detail, headers=headers)
+
+    async def actor(self, request: Request) -> _Actor:
+        """The request's actor: its bearer token's principal, or the hook's."""
+        value = self.bearer(request)
+        if value is not None:
+            try:
+                principal = await run_in_threadpool(self.auth.authenticate, value)
+            except InvalidToken:
+                raise self.invalid_token() from None
+            return _Actor(principal, bearer=True)
+        if self.actor_hook is None:
+            raise self.missing_token()
+        found = self.actor_hook(request)
+        if inspect.isawaitable(found):
+            found = await found
+        if found is None:
+            raise self.missing_token()
+        if not isinstance(found, Principal):
+            raise TypeError("actor_hook must return a Principal or None")
+        if request.method not in _SAFE_METHODS and _cross_site(request):
+            raise self.denied(
+                "a cross-site request cannot act for a member", bearer=False
+            )
+        return _Actor(found, bearer=False)
+
+    async def call(
+        self, actor: _Actor, function: Callable[..., _T], *args: Any, **kwargs: Any
+    ) -> _T:
+        """Run a facade call in a worker thread; its errors as problems."""
+        try:
+            return await run_in_threadpool(function, *args, **kwargs)
+        except AccessDenied as exc:
+            raise self.denied(str(exc), actor.bearer) from None
+        except TroopAuthError as exc:
+            raise from_error(exc) from None
+
+    async def require_manager(self, actor: _Actor, troop_id: str) -> None:
+        """``MANAGE`` on the whole troop; 404 for a troop of no account or
+        another account (its existence is not told)."""
+        try:
+            await run_in_threadpool(
+                self.auth.authorize, actor.principal, troop_id, Permission.MANAGE
+            )
+        except AccessDenied:
+            owner = await run_in_threadpool(self.auth.store.troop_account, troop_id)
+            if owner != actor.principal.account_id:
+                raise HTTPProblem("not-found", f"no troop {troop_id!r}") from None
+            raise self.denied(
+                f"this needs MANAGE on the whole troop {troop_id!r}", actor.bearer
+            ) from None
+        except TroopAuthError as exc:
+            raise from_error(exc) from None
+
+    @staticmethod
+    def same_account(actor: _Actor, account_id: str) -> None:
+        """404 unless the actor belongs to *account_id*."""
+        if actor.principal.account_id != account_id:
+            raise HTTPProblem("not-found", f"no account {account_id!r}")
+
+    async def body(self, request: Request, allowed: frozenset[str]) -> dict[str, Any]:
+        """The request's JSON object (capped, strict)."""
+        raw = await bodies.read_body(request, self.max_body)
+        return bodies.json_object(raw, request.headers.get("content-type"), allowed)
+
+    # -- endpoints -------------------------------------------------------------
+
+    async def me(self, request: Request) -> Response:
+        """``GET /me``: who the credentials stand for."""
+        actor = await self.actor(request)
+        return _json(bodies.principal_json(actor.principal))
+
+    async def list_tokens(self, request: Request) -> Response:
+        """``GET /troops/{troop_id}/tokens``."""
+        troop_id = request.path_params["troop_id"]
+        actor = await self.actor(request)
+        await self.require_manager(actor, troop_id)
+        tokens = await self.call(actor, self.auth.tokens, troop_id)
+        return _json({"tokens": [bodies.token_json(t) for t in tokens]})
+
+    async def issue(self, request: Request) -> Response:
+        """``POST /troops/{troop_id}/tokens``: 201, the value once."""
+        troop_id = request.path_params["troop_id"]
+        actor = await self.actor(request)
+        grant, name, expires_at = bodies.parse_issue(
+            await self.body(request, bodies.ISSUE_FIELDS)
+        )
+        issued = await self.call(
+            actor,
+            self.auth.issue_token,
+            actor.principal,
+            troop_id,
+            grant,
+            name=name,
+            expires_at=expires_at,
+        )
+        return _json(
+            {"token_id": issued.token_id, "value": issued.value, "hint": issued.hint},
+            status=201,
+        )
+
+    async def attach(self, request: Request) -> Response:
+        """``PUT /troops/{troop_id}/tokens/{token_id}``: attach, or replace a grant."""
+        troop_id = request.path_params["troop_id"]
+        token_id = request.path_params["token_id"]
+        actor = await self.actor(request)
+        body = await self.body(request, _GRANT_BODY)
+        if "grant" not in body:
+            raise HTTPProblem("invalid-input", "grant is required")
+        grant = bodies.parse_grant(body["grant"])
+        info = await self.call(
+            actor, self.auth.attach, actor.principal, token_id, troop_id, grant
+        )
+        return _json(bodies.token_json(info))
+
+    async def detach(self, request: Request) -> Response:
+        """``DELETE /troops/{troop_id}/tokens/{token_id}``: 204."""
+        troop_id = request.path_params["troop_id"]
+        token_id = request.path_params["token_id"]
+        actor = await self.actor(request)
+        await self.body(request, _NO_FIELDS)
+        await self.call(actor, self.auth.detach, actor.principal, token_id, troop_id)
+        return _no_content()
+
+    async def rotate(self, request: Request) -> Response:
+        """``POST /tokens/{token_id}/rotate``: the new value once."""
+        token_id = request.path_params["token_id"]
+        actor = await self.actor(request)
+        await self.body(request, _NO_FIELDS)
+        issued = await self.call(actor, self.auth.rotate, actor.principal, token_id)
+        return _json(
+            {"token_id": issued.token_id, "value": issued.value, "hint": issued.hint}
+        )
+
+    async def revoke(self, request: Request) -> Response:
+        """``POST /tokens/{token_id}/revoke``: 204 (again: 204, nothing changes)."""
+        token_id = request.path_params["token_id"]
+        actor = await self.actor(request)
+        await self.body(request, _NO_FIELDS)
+        await self.call(actor, self.auth.revoke, actor.principal, token_id)
+        return _no_content()
+
+    async def put_member(self, request: Request) -> Response:
+        """``PUT /troops/{troop_id}/members/{member_id}``: 204."""
+        troop_id = request.path_params["troop_id"]
+        member_id = request.path_params["member_id"]
+        actor = await self.actor(request)
+        body = await self.body(request, _GRANT_BODY)
+        if "grant" not in body:
+            raise HTTPProblem("invalid-input", "grant is required")
+        grant = bodies.parse_grant(body["grant"])
+        await self.call(
+            actor, self.auth.add_member, actor.principal, troop_id, member_id, grant
+        )
+        return _no_content()
+
+    async def delete_member(self, request: Request) -> Response:
+        """``DELETE /troops/{troop_id}/members/{member_id}``: 204."""
+        troop_id = request.path_params["troop_id"]
+        member_id = request.path_params["member_id"]
+        actor = await self.actor(request)
+        await self.body(request, _NO_FIELDS)
+        await self.call(
+            actor, self.auth.remove_member, actor.principal, troop_id, member_id
+        )
+        return _no_content()
+
+    async def seats(self, request: Request) -> Response:
+        """``GET /accounts/{account_id}/seats``."""
+        account_id = request.path_params["account_id"]
+        actor = await self.actor(request)
+        self.same_account(actor, account_id)
+        pool = await self.call(actor, self.auth.seats, account_id)
+        return _json(bodies.seats_json(pool))
+
+    async def troop_audit(self, request: Request) -> Response:
+        """``GET /troops/{troop_id}/audit``: the troop's events, oldest first."""
+        troop_id = request.path_params["troop_id"]
+        actor = await self.actor(request)
+        await self.require_manager(actor, troop_id)
+        events = await self.call(actor, self.auth.audit_log, troop_id)
+        return _json({"events": [bodies.event_json(e) for e in events]})
+
+    async def troop_audit_check(self, request: Request) -> Response:
+        """``GET /troops/{troop_id}/audit/check``."""
+        troop_id = request.path_params["troop_id"]
+        actor = await self.actor(request)
+        await self.require_manager(actor, troop_id)
+        broken = await self.call(actor, self.auth.check_audit_log, troop_id)
+        return _json({"intact": broken is None, "first_broken": broken})
+
+    async def _account_owner(self, request: Request) -> tuple[_Actor, str]:
+        account_id = request.path_params["account_id"]
+        actor = await self.actor(request)
+        self.same_account(actor, account_id)
+        if actor.principal.kind is not Kind.PERSONAL:
+            raise self.denied(
+                "the account's own log needs the personal access token", actor.bearer
+            )
+        return actor, account_id
+
+    async def account_audit(self, request: Request) -> Response:
+        """``GET /accounts/{account_id}/audit``: personal token events (PAT only)."""
+        actor, account_id = await self._account_owner(request)
+        events = await self.call(actor, self.auth.account_audit_log, account_id)
+        return _json({"events": [bodies.event_json(e) for e in events]})
+
+    async def account_audit_check(self, request: Request) -> Response:
+        """``GET /accounts/{account_id}/audit/check`` (PAT only)."""
+        actor, account_id = await self._account_owner(request)
+        broken = await self.call(actor, self.auth.check_account_audit_log, account_id)
+        return _json({"intact": broken is None, "first_broken": broken})
+
+    # -- RFC 7662 ----------------------------------------------------------------
+
+    async def introspect(self, request: Request) -> Response:
+        """``POST /introspect``: RFC 7662 token introspection."""
+        value = self.bearer(request)
+        if value is None:
+            raise self.missing_token()
+        try:
+            caller = await run_in_threadpool(self.auth.introspect, value)
+        except InvalidToken:
+            raise self.invalid_token() from None
+        if caller.kind is not Kind.PERSONAL and not any(
+            Permission.MANAGE in g.permission and g.scope.whole
+            for g in caller.grants.values()
+        ):
+            raise self.denied(
+                "introspection needs the personal access token or MANAGE on "
+                "the whole of a troop",
+                bearer=True,
+            )
+        token = self._form_token(
+            await bodies.read_body(request, self.max_body),
+            request.headers.get("content-type"),
+        )
+        try:
+            info = await run_in_threadpool(self.auth.introspect, token)
+        except InvalidToken:
+            return _json({"active": False})
+        if info.account_id != caller.account_id:
+            return _json({"active": False})
+        answer: dict[str, Any] = {
+            "active": True,
+            "token_type": "Bearer",
+            "sub": info.token_id,
+            "client_id": info.token_id,
+            "iat": int(info.created_at.timestamp()),
+            "scope": " ".join(
+                f"{troop}:{word}"
+                for troop, grant in sorted(info.grants.items())
+                for word in bodies.permission_words(grant.permission)
+            ),
+            "troopauth": {
+                "kind": info.kind.value,
+                "account_id": info.account_id,
+                "name": info.name,
+                "grants": {
+                    troop: bodies.grant_json(g)
+                    for troop, g in sorted(info.grants.items())
+                },
+            },
+        }
+        if info.expires_at is not None:
+            answer["exp"] = int(info.expires_at.timestamp())
+        return _json(answer)
+
+    @staticmethod
+    def _form_token(body: bytes, content_type: str | None) -> str:
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/x-www-form-urlencoded":
+            raise HTTPProblem(
+                "unsupported-media-type",
+                "the body must be application/x-www-form-urlencoded",
+            )
+        try:
+            fields = parse_qs(
+                body.decode("ascii"), keep_blank_values=True, max_num_fields=20
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPProblem("invalid-input", "the body is not a form") from None
+        tokens = fields.get("token", [])
+        if len(tokens) != 1:
+            raise HTTPProblem("invalid-input", "the form holds one field token")
+        return tokens[0]
+
+
+def api_routes(api: Api) -> list[Route]:
+    """The JSON API's routes, relative to where the app is mounted."""
+    return [
+        Route("/me", api.me, methods=["GET"]),
+        Route("/troops/{troop_id}/tokens", api.list_tokens, methods=["GET"]),
+        Route("/troops/{troop_id}/tokens", api.issue, methods=["POST"]),
+        Route("/troops/{troop_id}/tokens/{token_id}", api.attach, methods=["PUT"]),
+        Route("/troops/{troop_id}/tokens/{token_id}", api.detach, methods=["DELETE"]),
+        Route("/tokens/{token_id}/rotate", api.rotate, methods=["POST"]),
+        Route("/tokens/{token_id}/revoke", api.revoke, methods=["POST"]),
+        Route(
+            "/troops/{troop_id}/members/{member_id}", api.put_member, methods=["PUT"]
+        ),
+        Route(
+            "/troops/{troop_id}/members/{member_id}",
+            api.delete_member,
+            methods=["DELETE"],
+        ),
+        Route("/accounts/{account_id}/seats", api.seats, methods=["GET"]),
+        Route("/troops/{troop_id}/audit", api.troop_audit, methods=["GET"]),
+        Route("/troops/{troop_id}/audit/check", api.troop_audit_check, methods=["GET"]),
+        Route("/accounts/{account_id}/audit", api.account_audit, methods=["GET"]),
+        Route(
+            "/accounts/{account_id}/audit/check",
+            api.account_audit_check,
+            methods=["GET"],
+        ),
+        Route("/introspect", api.introspect, methods=["POST"]),
+    ]

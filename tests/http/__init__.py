@@ -1,0 +1,1 @@
+"""Tests of troopauth.http: the tokens surface over HTTP."""
