@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..asgi import ASGIApp, Receive, Scope, Send, _check_realm
+from .._web import check_realm
+from ..asgi import ASGIApp, Receive, Scope, Send
 from ..auth import TroopAuth
 from ..errors import InvalidArgument
 from . import openapi, pages
@@ -113,7 +114,7 @@ def create_app(
         raise InvalidArgument("actor_hook must be a callable taking the request")
     if type(max_body) is not int or max_body < 1:
         raise InvalidArgument("max_body must be a positive int")
-    api = Api(auth, actor_hook=actor_hook, realm=_check_realm(realm), max_body=max_body)
+    api = Api(auth, actor_hook=actor_hook, realm=check_realm(realm), max_body=max_body)
     routes: list[BaseRoute] = [
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         *api_routes(api),

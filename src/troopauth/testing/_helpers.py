@@ -279,6 +279,10 @@ class Recorder:
         """The adapter's answer."""
         return self.inner.troop_account(troop_id)
 
+    def token_account(self, token_id: str) -> str | None:
+        """The adapter's answer."""
+        return self.inner.token_account(token_id)
+
     def close(self) -> None:
         """Close the adapter."""
         self.inner.close()
@@ -371,7 +375,8 @@ def check_records(recorder: Recorder, *, everything: bool = False) -> None:
             assert same_token(found, record), (
                 f"lookup of token {record.id!r} gives {found!r}, not {record!r}"
             )
-        for old in recorder.digests.get(record.id, set()) - {record.digest}:
+        live = {record.digest, record.prev_digest} if not record.revoked else set()
+        for old in recorder.digests.get(record.id, set()) - live:
             assert store.lookup(old) is None, (
                 f"an old digest of token {record.id!r} still finds a token"
             )
