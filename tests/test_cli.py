@@ -616,6 +616,7 @@ OPTIONS = {
     "--audit-log", "--permission", "--scope", "--name", "--expires-at",
     "--expires-in", "--key", "--account", "--limit", "--after", "--max-lifetime",
     "--require-expiry", "--no-max-lifetime", "--no-require-expiry", "--within",
+    "--host", "--port",
 }  # fmt: skip
 
 
@@ -642,6 +643,7 @@ VALID = {
     "seats": ["acct_x"],
     "audit": ["troop_x"],
     "demo": [],
+    "serve": [],
 }
 
 
@@ -915,3 +917,56 @@ class TestExpiringCommand:
         assert [t["token_id"] for t in data] == [soon.token_id]
         none = _ok(world.run("token", "expiring", world.account_id, "--within", "1d"))
         assert none == "no token expires within 1d\n"
+
+
+class TestServe:
+    """``troopauth serve`` runs the tokens surface over the database file."""
+
+    def test_serves_the_page_and_the_api(self, world: World) -> None:
+        """The page answers at / and the API with the PAT, on a free port;
+        the process stops on SIGINT."""
+        import signal
+        import socket
+        import time
+
+        import httpx
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "troopauth", "serve", "--port", str(port)],
+            env=world.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(200):
+                try:
+                    page = httpx.get(base + "/", timeout=2)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                pytest.fail("troopauth serve did not answer")
+            assert page.status_code == 200
+            assert "text/html" in page.headers["content-type"]
+            answer = httpx.get(
+                f"{base}/accounts/{world.account_id}/seats",
+                headers={"Authorization": f"Bearer {world.pat.value}"},
+                timeout=5,
+            )
+            assert answer.json()["capacity"] == 2
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        assert world.pat.value not in err
+
+    def test_missing_database(self, tmp_path: Path) -> None:
+        """No database file: StoreError (exit 8), nothing served or created."""
+        db = tmp_path / "none.db"
+        result = _run("serve", "--db", str(db))
+        assert result.returncode == ExitCode.STORE_ERROR.value
+        assert not db.exists()

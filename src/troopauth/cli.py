@@ -488,6 +488,19 @@ def _parser() -> argparse.ArgumentParser:
     _token_commands(top)
     _member_commands(top)
     _read_commands(top)
+    serve = top.add_parser(
+        "serve",
+        help="serve the tokens surface (JSON API and page) over the database "
+        "(needs the http extra)",
+        description="Serve the tokens surface over HTTP: the JSON API, its "
+        "OpenAPI document and the page at /, over the SQLite database "
+        "(--db, else $TROOPAUTH_DB). Needs the http extra: pip install "
+        "'troopauth[http]'.",
+    )
+    _common(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.set_defaults(handler=None, command_parser=serve)
     demo = top.add_parser(
         "demo", help="run the whole token story end to end on an embedded database"
     )
@@ -897,11 +910,13 @@ def _audit(s: _Session, args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    if args.handler is None:  # demo: a temporary file unless --db names one
+    if args.command == "demo":  # a temporary file unless --db names one
         if getattr(args, "json", False):
             args.command_parser.error("demo prints text only (no --json)")
         return run_demo(getattr(args, "db", None))
     path: str = getattr(args, "db", None) or env.get(ENV_DB) or _DEFAULT_DB
+    if args.command == "serve":
+        return _serve(args, path)
     creating = args.command == "account" and args.action == "create"
     if not creating and not os.path.exists(path):
         raise StoreError(
@@ -924,6 +939,22 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         if not existed:  # a refused first command leaves no database behind
             _remove_database(path)
         raise
+
+
+def _serve(args: argparse.Namespace, path: str) -> int:
+    if getattr(args, "json", False):
+        args.command_parser.error("serve prints text only (no --json)")
+    if not os.path.exists(path):
+        raise StoreError(
+            f"no database file {path!r} (`troopauth account create` makes one)"
+        )
+    try:
+        from .http import serve  # noqa: PLC0415 (an optional extra, loaded on use)
+    except ImportError as exc:
+        raise InvalidArgument(str(exc)) from None
+    _note(f"serving {path} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
+    serve(path, host=args.host, port=args.port)
+    return ExitCode.OK
 
 
 def _remove_database(path: str) -> None:

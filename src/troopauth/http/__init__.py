@@ -10,6 +10,14 @@ This module only re-exports; each concern lives in a module of its own
 (``routes``, ``pages``, ``problems``, ``openapi``, ``bodies``, ``server``).
 """
 
+try:
+    import jinja2 as _jinja2  # noqa: F401 (checked here: the page needs it)
+    import starlette as _starlette  # noqa: F401 (checked here: the app is one)
+except ImportError as exc:
+    from .._extras import missing_extra
+
+    raise missing_extra("troopauth.http", "http", exc) from exc
+
 from .app import DEFAULT_MAX_BODY as DEFAULT_MAX_BODY
 from .app import RefuseValuesInURL as RefuseValuesInURL
 from .app import create_app as create_app
