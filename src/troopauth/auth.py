@@ -15,6 +15,7 @@ from . import core
 from .audit import first_broken
 from .errors import AccessDenied, InvalidArgument, InvalidToken, NotFound
 from .grant import Grant
+from .last_used import DEFAULT_INTERVAL, LastUse, check_interval
 from .models import (
     Account,
     AuditEvent,
@@ -82,7 +83,10 @@ def _bad_call(value: object, troop_id: object, permission: object, key: object) 
 
 
 def _make_verify(
-    store: Store, now_ts: Callable[[], float], check_checksum: bool
+    store: Store,
+    now_ts: Callable[[], float],
+    check_checksum: bool,
+    seen: dict[str, None] | None,
 ) -> _Verify:
     """Build the verify function once, closing over everything it reads.
 
@@ -147,6 +151,8 @@ def _make_verify(
         except (TypeError, AttributeError):
             _bad_call(value, troop_id, permission, key)
             raise
+        if seen is not None:
+            seen[token.id] = None  # its last use, written off the hot path
         return token.principal
 
     return verify
@@ -157,10 +163,19 @@ class TroopAuth:
 
     ``clock`` (keyword) is a zero-argument callable returning a timezone-aware
     ``datetime``; it defaults to the system clock in UTC.
+    ``last_used_interval`` (keyword, default 60 seconds) is how often, at
+    most, a token's ``last_used_at`` is written: successful verifies and
+    authentications note the token, and a background thread writes the notes
+    (`flush_last_used` writes them now). ``None`` records nothing; so does a
+    store without ``record_last_used``.
     """
 
     def __init__(
-        self, store: Store, *, clock: Callable[[], datetime] | None = None
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        last_used_interval: timedelta | None = DEFAULT_INTERVAL,
     ) -> None:
         self._store = store
         self._check_checksum = not getattr(store, "cheap_lookup", False)
@@ -172,7 +187,17 @@ class TroopAuth:
                 raise InvalidArgument("clock must be a zero-argument callable")
             self._clock = clock
             self._now_ts = lambda: self._now().timestamp()
-        self._verify = _make_verify(store, self._now_ts, self._check_checksum)
+        interval = check_interval(last_used_interval)
+        record = getattr(store, "record_last_used", None)
+        self._last_use = (
+            None
+            if interval is None or not callable(record)
+            else LastUse(record, self._now, interval)
+        )
+        self._seen = None if self._last_use is None else self._last_use.pending
+        self._verify = _make_verify(
+            store, self._now_ts, self._check_checksum, self._seen
+        )
         # The hot path: calling the closure straight from the instance saves a
         # frame per call (the method above documents it and delegates to it).
         self.verify = self._verify  # type: ignore[method-assign]  # see above
@@ -234,7 +259,17 @@ class TroopAuth:
             raise InvalidToken
         if token.expires_ts is not None and self._now_ts() >= token.expires_ts:
             raise InvalidToken
+        if self._seen is not None:
+            self._seen[token.id] = None
         return token
+
+    def flush_last_used(self) -> None:
+        """Write the last uses noted since the last write now (a background
+        thread does it every ``last_used_interval``; call this before a
+        process exits, or in a test). Nothing to do without a store that
+        records last use, or with ``last_used_interval=None``."""
+        if self._last_use is not None:
+            self._last_use.flush()
 
     def authorize(
         self,

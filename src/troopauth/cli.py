@@ -553,7 +553,9 @@ class _Session:
 
     def actor(self) -> Principal:
         """The principal of the acting token."""
-        return self.auth.authenticate(self.token_value())
+        principal = self.auth.authenticate(self.token_value())
+        self.auth.flush_last_used()  # the process ends soon: write the use now
+        return principal
 
     def emit(self, data: object, text: str) -> None:
         """*data* as JSON, or *text*, on stdout."""
@@ -593,9 +595,10 @@ def _when(moment: datetime | None) -> str:
 
 def _token_text(info: TokenInfo) -> str:
     name = f" {info.name!r}" if info.name else ""
+    used = "" if info.last_used_at is None else f"  used {_when(info.last_used_at)}"
     head = (
         f"{info.token_id}{name} {info.hint}  created {_when(info.created_at)}  "
-        f"expires {_when(info.expires_at)}"
+        f"expires {_when(info.expires_at)}{used}"
     )
     lines = [head]
     lines += [f"    {troop}: {grant}" for troop, grant in info.grants.items()]
@@ -831,6 +834,7 @@ def _member_remove(s: _Session, args: argparse.Namespace) -> int:
 def _verify(s: _Session, args: argparse.Namespace) -> int:
     permission = Permission.parse(args.permission)
     principal = s.auth.verify(s.token_value(), args.troop_id, permission, args.key)
+    s.auth.flush_last_used()  # the process ends soon: write the use now
     target = f"key {args.key!r}" if args.key is not None else "the troop"
     s.emit(
         converter.unstructure(principal),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right, insort
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+
+import attrs
 
 from .errors import StoreError
 from .models import AuditEvent
@@ -100,6 +102,23 @@ class MemoryStore(ClosingStore):
         """The account a token belongs to."""
         token = self._tokens.get(token_id)
         return None if token is None else token.account_id
+
+    def record_last_used(self, stamps: Mapping[str, datetime]) -> None:
+        """Stamp tokens' ``last_used_at`` (never backwards), under the lock."""
+        with self._lock:
+            if self._is_closed:
+                raise StoreError("the store is closed")
+            for token_id, stamp in stamps.items():
+                token = self._tokens.get(token_id)
+                if token is None or (
+                    token.last_used_at is not None and token.last_used_at >= stamp
+                ):
+                    continue
+                stamped = attrs.evolve(token, last_used_at=stamp)
+                self._tokens[token_id] = stamped
+                if not stamped.revoked:
+                    for d in _digests(stamped):
+                        self._by_digest[d] = stamped
 
     def close(self) -> None:
         """Drop everything; later calls raise `StoreError`."""

@@ -133,6 +133,9 @@ class TokenInfo:
     #: Revoked for good (a listing of a troop never shows these; ``token()``
     #: does, since it reads a token in any state).
     revoked: bool = False
+    #: When a verify or authentication with it last succeeded (to within the
+    #: facade's ``last_used_interval``; ``None``: never, or not recorded).
+    last_used_at: datetime | None = None
 
 
 @attrs.frozen

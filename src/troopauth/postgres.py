@@ -126,7 +126,8 @@ CREATE TABLE {s}.audit (
     # 2: listings from indexes: a troop's tokens a page at a time in
     # (created_at, id) order (each attachment carries its token's immutable
     # creation time), and a troop's members; the account's token policy; a
-    # rotation overlap's previous digest (indexed: the lookup finds it).
+    # rotation overlap's previous digest (indexed: the lookup finds it); when
+    # each token was last used.
     2: """
 ALTER TABLE {s}.attachments ADD COLUMN created_at timestamptz;
 UPDATE {s}.attachments a SET created_at = t.created_at
@@ -147,6 +148,7 @@ ALTER TABLE {s}.tokens ADD COLUMN prev_digest bytea,
     ADD COLUMN prev_expires_at timestamptz;
 CREATE UNIQUE INDEX tokens_prev_digest ON {s}.tokens (prev_digest)
     WHERE prev_digest IS NOT NULL;
+ALTER TABLE {s}.tokens ADD COLUMN last_used_at timestamptz;
 """,
 }
 
@@ -156,6 +158,11 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _COLUMNS = {
     "token": "id, account_id, kind, digest, hint, name, created_at, expires_at, "
     "grants, revoked, seated, generation, prev_digest, prev_expires_at",
+    # what a read selects: the written columns and the last-use stamp, which
+    # only record_last_used writes
+    "token_read": "id, account_id, kind, digest, hint, name, created_at, "
+    "expires_at, grants, revoked, seated, generation, prev_digest, "
+    "prev_expires_at, last_used_at",
     "token_t": "t.id, t.account_id, t.kind, t.digest, t.hint, t.name, "
     "t.created_at, t.expires_at, t.grants, t.revoked, t.seated, t.generation, "
     "t.prev_digest, t.prev_expires_at",
@@ -169,8 +176,8 @@ _STATEMENTS = {
     # One round trip: the value's digest, else a rotation overlap's kept one.
     # Two unique-index probes under one LIMIT: the second runs only when the
     # first finds nothing, so a current value costs one probe.
-    "lookup": "(SELECT {token} FROM {s}.tokens WHERE digest = %s AND NOT revoked) "
-    "UNION ALL (SELECT {token} FROM {s}.tokens "
+    "lookup": "(SELECT {token_read} FROM {s}.tokens WHERE digest = %s AND NOT revoked) "
+    "UNION ALL (SELECT {token_read} FROM {s}.tokens "
     "WHERE prev_digest = %s AND NOT revoked) LIMIT 1",
     "troop_account": "SELECT account_id FROM {s}.troops WHERE id = %s",
     "token_account": "SELECT account_id FROM {s}.tokens WHERE id = %s",
@@ -178,11 +185,12 @@ _STATEMENTS = {
     "lock_account": "SELECT {account} FROM {s}.accounts WHERE id = %s FOR UPDATE",
     "get_account": "SELECT {account} FROM {s}.accounts WHERE id = %s",
     "get_troop": "SELECT {troop} FROM {s}.troops WHERE id = %s AND account_id = %s",
-    "get_token": "SELECT {token} FROM {s}.tokens WHERE id = %s AND account_id = %s",
+    "get_token": "SELECT {token_read} FROM {s}.tokens "
+    "WHERE id = %s AND account_id = %s",
     "get_member": "SELECT grants FROM {s}.members WHERE account_id = %s AND id = %s",
     "troops": "SELECT {troop} FROM {s}.troops WHERE account_id = %s "
     "ORDER BY created_at, id",
-    "attached": "SELECT {token_t} FROM {s}.attachments a "
+    "attached": "SELECT {token_t}, t.last_used_at FROM {s}.attachments a "
     "JOIN {s}.tokens t ON t.id = a.token_id "
     "WHERE a.troop_id = %s AND t.account_id = %s "
     "AND (a.created_at, a.token_id) > (%s, %s) "
@@ -190,10 +198,10 @@ _STATEMENTS = {
     "members": "SELECT m.id, m.grants FROM {s}.member_troops i "
     "JOIN {s}.members m ON m.account_id = i.account_id AND m.id = i.member_id "
     "WHERE i.troop_id = %s AND i.account_id = %s",
-    "expired": "SELECT {token} FROM {s}.tokens "
+    "expired": "SELECT {token_read} FROM {s}.tokens "
     "WHERE account_id = %s AND seated AND expires_at IS NOT NULL "
     "AND expires_at <= %s",
-    "expiring": "SELECT {token} FROM {s}.tokens "
+    "expiring": "SELECT {token_read} FROM {s}.tokens "
     "WHERE account_id = %s AND seated AND expires_at IS NOT NULL "
     "AND expires_at > %s AND expires_at <= %s ORDER BY expires_at, id",
     "audit_events": "SELECT event FROM {s}.audit "
@@ -243,6 +251,14 @@ _STATEMENTS = {
     "SELECT troop, %(account_id)s, up.id FROM up, unnest(%(troops)s::text[]) AS troop "
     "ON CONFLICT DO NOTHING) "
     "SELECT count(*) FROM up",
+    # Rows a change holds locked are skipped, not waited for (their stamp
+    # comes with the next use): a stamp never delays nor deadlocks a change.
+    "last_used": "WITH u AS (SELECT * FROM unnest(%s::text[], %s::timestamptz[]) "
+    "AS u(id, at)), l AS (SELECT t.id FROM {s}.tokens t JOIN u ON u.id = t.id "
+    "WHERE t.last_used_at IS NULL OR t.last_used_at < u.at "
+    "FOR UPDATE OF t SKIP LOCKED) "
+    "UPDATE {s}.tokens t SET last_used_at = u.at FROM u, l "
+    "WHERE t.id = l.id AND u.id = l.id",
     "delete_member": "WITH gone AS (DELETE FROM {s}.member_troops "
     "WHERE account_id = %s AND member_id = %s) "
     "DELETE FROM {s}.members WHERE account_id = %s AND id = %s",
@@ -275,6 +291,7 @@ class _Queries:
     put_token: bytes
     put_member: bytes
     delete_member: bytes
+    last_used: bytes
     append_audit: bytes
 
     @classmethod
@@ -331,6 +348,7 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         generation=row[11],
         prev_digest=None if row[12] is None else bytes(row[12]),
         prev_expires_at=None if row[13] is None else _utc(row[13]),
+        last_used_at=None if row[14] is None else _utc(row[14]),
     )
 
 
@@ -700,6 +718,19 @@ class PostgresStore(ClosingStore):
                 ) from None
             if status != "COMMIT":
                 raise StoreError("PostgreSQL rolled the transaction back")
+        finally:
+            self._put(conn, restore)
+
+    def record_last_used(self, stamps: Mapping[str, datetime]) -> None:
+        """Stamp tokens' last use (never backwards): one statement."""
+        if not stamps:
+            return
+        ids, ats = list(stamps), list(stamps.values())
+        conn, restore = self._get()
+        try:
+            conn.execute(self._q.last_used, (ids, ats))
+        except psycopg.Error as exc:
+            raise _failure("last-use stamp", exc) from None
         finally:
             self._put(conn, restore)
 

@@ -127,7 +127,8 @@ CREATE INDEX tokens_seated_expiry ON tokens(account_id, expires_ts)
     # since the epoch: exact, and immutable). A troop's members: an index row
     # per (troop, member), like attachments. The rows are filled in Python.
     # And the account's token policy (its maximum lifetime in microseconds),
-    # and a rotation overlap's previous digest (indexed: a lookup finds it).
+    # a rotation overlap's previous digest (indexed: a lookup finds it), and
+    # when each token was last used (microseconds since the epoch).
     3: """
 CREATE TABLE attachments_by_age (
     troop_id TEXT NOT NULL,
@@ -148,6 +149,7 @@ ALTER TABLE accounts ADD COLUMN max_lifetime_us INTEGER;
 ALTER TABLE accounts ADD COLUMN require_expiry INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tokens ADD COLUMN prev_digest BLOB;
 ALTER TABLE tokens ADD COLUMN prev_expires_at TEXT;
+ALTER TABLE tokens ADD COLUMN last_used_us INTEGER;
 CREATE UNIQUE INDEX tokens_prev_digest ON tokens(prev_digest)
     WHERE prev_digest IS NOT NULL;
 """,
@@ -195,12 +197,15 @@ _ROW_COLUMNS = (
     "id, account_id, kind, digest, hint, name, created_at, expires_at, "
     "grants, revoked, seated, generation, prev_digest, prev_expires_at"
 )
-_SELECT_TOKEN = f"SELECT {_ROW_COLUMNS} FROM tokens"  # noqa: S608 (constant)
+#: What a read of a token selects: the stored columns and the last-use stamp
+#: (written by record_last_used only, never by put_token).
+_READ_COLUMNS = f"{_ROW_COLUMNS}, last_used_us"
+_SELECT_TOKEN = f"SELECT {_READ_COLUMNS} FROM tokens"  # noqa: S608 (constant)
 _LOOKUP = f"{_SELECT_TOKEN} WHERE digest = ? AND revoked = 0"
 #: Asked only when _LOOKUP finds nothing: a value kept by a rotation overlap.
 _LOOKUP_PREV = f"{_SELECT_TOKEN} WHERE prev_digest = ? AND revoked = 0"
 _ATTACHED = (
-    f"SELECT {', '.join('t.' + c.strip() for c in _ROW_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
+    f"SELECT {', '.join('t.' + c.strip() for c in _READ_COLUMNS.split(','))} "  # noqa: S608 (constant column list)
     "FROM attachments a JOIN tokens t ON t.id = a.token_id "
     "WHERE a.troop_id = ? AND t.account_id = ? AND (a.created_us, a.token_id) > (?, ?) "
     "ORDER BY a.created_us, a.token_id LIMIT ?"
@@ -247,6 +252,7 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         generation=row[11],
         prev_digest=row[12],
         prev_expires_at=None if row[13] is None else _fromiso(row[13]),
+        last_used_at=None if row[14] is None else _EPOCH + row[14] * _MICROSECOND,
     )
 
 
@@ -498,6 +504,25 @@ class SQLiteStore(ClosingStore):
             raise StoreError(f"SQLite lookup failed: {exc}") from None
         self._give(pair)
         return None if row is None else str(row[0])
+
+    def record_last_used(self, stamps: Mapping[str, datetime]) -> None:
+        """Stamp tokens' last use (never backwards) in one short transaction."""
+        rows = [(_age(at), token_id, _age(at)) for token_id, at in stamps.items()]
+        pair = self._take()
+        conn = pair[0]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "UPDATE tokens SET last_used_us = ? WHERE id = ? "
+                "AND (last_used_us IS NULL OR last_used_us < ?)",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _quiet_rollback(conn)
+            self._drop(conn)
+            raise StoreError(f"SQLite last-use stamp failed: {exc}") from None
+        self._give(pair)
 
     def close(self) -> None:
         """Close every connection this store opened, in any thread."""

@@ -25,6 +25,7 @@ __all__ = [
     "AccountRecord",
     "ClosingStore",
     "MemberRecord",
+    "RecordsLastUse",
     "Store",
     "TokenRecord",
     "Transaction",
@@ -120,6 +121,10 @@ class TokenRecord:
     prev_digest: bytes | None = None
     prev_expires_at: datetime | None = None
     prev_expires_ts: float | None = attrs.field(init=False, eq=False, repr=False)
+    #: When a verify or authentication last succeeded, to within the facade's
+    #: ``last_used_interval`` (written by `Store.record_last_used`, never by a
+    #: transaction: ``put_token`` leaves the stored stamp as it is).
+    last_used_at: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
         # Runs for every record a database store reads on the verify path:
@@ -157,6 +162,7 @@ class TokenRecord:
             kind=self.kind,
             account_id=self.account_id,
             revoked=self.revoked,
+            last_used_at=self.last_used_at,
         )
 
 
@@ -266,6 +272,19 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections and files; the store is unusable afterwards."""
+
+
+class RecordsLastUse(Protocol):
+    """**Protocol:** a store that can keep when each token was last used (an
+    optional part of :class:`Store`; without it ``last_used_at`` stays
+    ``None``)."""
+
+    def record_last_used(self, stamps: Mapping[str, datetime]) -> None:
+        """Set ``last_used_at`` of these token ids to their stamps, never moving
+        a stamp back; ids that are gone are skipped. Outside any account
+        transaction, no audit event: a stamp is not a change of the token.
+        The facade calls it from a background thread, at most once per token
+        per interval."""
 
 
 class ClosingStore:
