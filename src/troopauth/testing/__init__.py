@@ -15,6 +15,10 @@ of its own:
 * records (``_records``): round trips of every record, whole after every
   change; reads scoped to the account; reads of a transaction's own writes;
   returned collections that are copies;
+* listings and hygiene (``_listings``): a troop's tokens a page at a time,
+  its members, the expiry window, a token's account, the account's policy, a
+  rotation overlap's kept digest, last-use stamps (if the adapter offers
+  them);
 * the verify path (``_lookup``): lookup by digest, digest uniqueness,
   rotation and revocation, a replaced personal token;
 * atomicity (``_atomicity``): a failed transaction leaves nothing, audit
@@ -48,6 +52,7 @@ from ._helpers import Capabilities as Capabilities
 from ._helpers import FrozenClock as FrozenClock
 from ._isolation import IsolationTests
 from ._lifecycle import LifecycleTests
+from ._listings import ListingTests
 from ._lookup import LookupTests
 from ._records import RecordTests
 from ._stateful import StatefulTests
@@ -57,6 +62,7 @@ __all__ = ["Capabilities", "FrozenClock", "StoreContract"]
 
 class StoreContract(
     RecordTests,
+    ListingTests,
     LookupTests,
     AtomicityTests,
     IsolationTests,

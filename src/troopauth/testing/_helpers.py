@@ -159,9 +159,8 @@ def token(
         digest=digest(value),
         hint=hint(value),
         name=f"name of {token_id}",
-        created_at=T0,
         grants=grants if grants is not None else {"troop_a": EDIT_DEPLOY},
-        **{"seated": True, **changes},
+        **{"seated": True, "created_at": T0, **changes},
     )
 
 

@@ -178,14 +178,23 @@ class Differential(RuleBasedStateMachine):
             lambda auth, i: auth.detach(self.owners[i], twin.ids[i], self.troops[t][i])
         )
 
-    @rule(twin=tokens)
-    def rotate(self, twin: _Twin) -> None:
+    @rule(twin=tokens, overlap=st.sampled_from([0, 0, 30, 90]))
+    def rotate(self, twin: _Twin, overlap: int) -> None:
+        window = timedelta(seconds=overlap)
         kind, a, b = self._both(
-            lambda auth, i: auth.rotate(self.owners[i], twin.ids[i])
+            lambda auth, i: auth.rotate(self.owners[i], twin.ids[i], overlap=window)
         )
         if kind == "ok":
             twin.old.append(twin.values)
             twin.values = (a.value, b.value)
+
+    @rule(twin=tokens, old=st.booleans())
+    def report_leak(self, twin: _Twin, old: bool) -> None:
+        """Both sides answer a leak report (of the current or the last old
+        value) alike, and agree afterwards (the invariants)."""
+        values = twin.old[-1] if old and twin.old else twin.values
+        _, a, b = self._both(lambda auth, i: auth.report_leak(values[i]))
+        assert a == b, f"adapter: {a}, MemoryStore: {b}"
 
     @rule(twin=tokens)
     def revoke(self, twin: _Twin) -> None:
