@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import Setup, grant, issue, make_account, member, snapshot
 from troopauth import (
@@ -750,3 +752,42 @@ class TestAuditLog:
         auth.issue_personal_token(scene.world.account.id)
         after = (auth.audit_log(other.tid), auth.account_audit_log(other.account.id))
         assert after == before
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    attached=st.sets(st.integers(0, 3), min_size=2, max_size=4),
+    data=st.data(),
+)
+def test_a_manager_of_some_troops_never_revokes(auth, attached, data):
+    """Whatever troops a token is attached to, an actor managing (with any
+    grant, MANAGE on '*' included) a strict subset of them cannot revoke it;
+    managing every one of them, it can."""
+    world = make_account(auth, seats=2, troops=4)
+    troops = world.troop_ids()
+    owner = world.owner
+    victim = auth.issue_token(owner, troops[min(attached)], Grant.full())
+    for t in sorted(attached)[1:]:
+        auth.attach(owner, victim.token_id, troops[t], Grant.full())
+    subset = data.draw(
+        st.sets(st.sampled_from(sorted(attached)), max_size=len(attached) - 1)
+    )
+    boss = auth.issue_token(owner, troops[0], Grant.full())
+    for t in range(4):
+        if t in subset:
+            auth.attach(owner, boss.token_id, troops[t], Grant.full())
+        elif t == 0:
+            auth.detach(owner, boss.token_id, troops[0])
+    actor = auth.authenticate(boss.value)
+    with pytest.raises(AccessDenied):
+        auth.revoke(actor, victim.token_id)
+    auth.verify(victim.value, troops[min(attached)], V)
+    for t in sorted(attached):
+        auth.attach(owner, boss.token_id, troops[t], Grant.full())
+    auth.revoke(auth.authenticate(boss.value), victim.token_id)
+    with pytest.raises(InvalidToken):
+        auth.authenticate(victim.value)
