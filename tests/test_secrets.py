@@ -197,6 +197,19 @@ class TestRepr:
             assert "redacted" in text
         assert issued.value == value
 
+    def test_pretty_printers(self) -> None:
+        """Hypothesis's pretty printer (what a failing property prints) and
+        pprint show the redacted form too, alone and in containers."""
+        import pprint
+
+        from hypothesis.vendor.pretty import pretty
+
+        value = new_value()
+        issued = IssuedToken("tok_1", value)
+        for text in (pretty(issued), pretty({"t": [issued]}), pprint.pformat(issued)):
+            assert leaks(text, [value]) == []
+            assert "redacted" in text
+
     def test_issued_token_in_a_container(self) -> None:
         """A list or dict holding an IssuedToken does not show the value either."""
         value = new_value()

@@ -6,6 +6,7 @@ import enum
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -111,6 +112,12 @@ class IssuedToken:
     value: str = attrs.field(repr=lambda _: "'<redacted>'")
     hint: str = ""
     kind: Kind = Kind.TROOP
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Pretty printers (IPython's, Hypothesis's) show the redacted
+        ``repr``; left alone they print an attrs class field by field, the
+        value included."""
+        printer.text(repr(self))
 
 
 def _frozen_grants(value: Mapping[str, Grant]) -> Mapping[str, Grant]:
