@@ -177,6 +177,9 @@ class Model:
     tokens: dict[str, MToken] = field(default_factory=dict)
     members: dict[str, dict[str, MGrant]] = field(default_factory=dict)
     pat_id: str = ""
+    #: The account's token policy.
+    max_lifetime: timedelta | None = None
+    require_expiry: bool = False
     events: Counter[str | None] = field(default_factory=Counter)
 
     @property
@@ -249,7 +252,27 @@ class Model:
             return error
         if not held.contains(grant):
             return AccessDenied
+        if self.max_lifetime is not None:
+            if expires_at is not None and expires_at > self.now + self.max_lifetime:
+                return InvalidArgument
+        elif expires_at is None and self.require_expiry:
+            return InvalidArgument
         return SeatsExhausted if self.used() >= self.capacity else None
+
+    def policy_expiry(self, expires_at: datetime | None) -> datetime | None:
+        """The expiry an issued token gets: asked for, else now + the maximum."""
+        if expires_at is None and self.max_lifetime is not None:
+            return self.now + self.max_lifetime
+        return expires_at
+
+    def outlives_policy(self, tok: MToken) -> bool:
+        """A token that may not reach a new troop under the policy of now."""
+        if tok.expires_at is None:
+            return self.max_lifetime is not None or self.require_expiry
+        return (
+            self.max_lifetime is not None
+            and tok.expires_at > self.now + self.max_lifetime
+        )
 
     def check_attach(
         self, actor: Actor, token_id: str, troop: str, grant: MGrant
@@ -263,6 +286,8 @@ class Model:
         error, tok = self._target(token_id)
         if tok is None:
             return error
+        if self.outlives_policy(tok):
+            return InvalidArgument
         if not tok.seated(self.now) and self.used() >= self.capacity:
             return SeatsExhausted
         return None
@@ -540,6 +565,8 @@ class TokenLifecycle(RuleBasedStateMachine):
             return
         assert held is not None
         assert held.contains(grant.real())
+        expires_at = self.model.policy_expiry(expires_at)
+        assert self.auth.token(issued.token_id).expires_at == expires_at
         self.model.tokens[issued.token_id] = MToken(
             issued.token_id, False, issued.value, {troop: grant}, expires_at
         )
@@ -688,6 +715,28 @@ class TokenLifecycle(RuleBasedStateMachine):
         for call in calls:
             agree(NotFound, call)
 
+    @rule(
+        lifetime=st.sampled_from([None, 60, 3600]),
+        require=st.booleans(),
+        keep=st.sampled_from(["lifetime", "require", "neither", "both"]),
+    )
+    def set_policy(self, lifetime: int | None, require: bool, keep: str) -> None:
+        """Change the token policy; a keyword left out keeps its value."""
+        changes: dict[str, Any] = {}
+        if keep in ("require", "neither"):
+            changes["max_token_lifetime"] = (
+                None if lifetime is None else timedelta(seconds=lifetime)
+            )
+        if keep in ("lifetime", "neither"):
+            changes["require_expiry"] = require
+        account = self.auth.set_policy(self.account, **changes)
+        if "max_token_lifetime" in changes:
+            self.model.max_lifetime = changes["max_token_lifetime"]
+        if "require_expiry" in changes:
+            self.model.require_expiry = require
+        assert account.max_token_lifetime == self.model.max_lifetime
+        assert account.require_expiry is self.model.require_expiry
+
     @rule(k=picks, which=st.sampled_from(["current", "old", "garbage"]))
     def report_leak(self, k: int, which: str) -> None:
         """Report a value leaked: its live token (a PAT too) dies for good, its
@@ -774,6 +823,23 @@ class TokenLifecycle(RuleBasedStateMachine):
                 assert got is InvalidToken
                 got, _ = outcome(partial(self.auth.authenticate, value))
                 assert got is InvalidToken
+
+    @invariant()
+    def expiring_soon(self) -> None:
+        """expiring(within an hour) lists the live seated troop tokens that
+        expire within the hour, soonest first."""
+        now, hour = self.model.now, timedelta(hours=1)
+        expected = sorted(
+            (t.expires_at, t.token_id)
+            for t in self.model.tokens.values()
+            if t.seated(now)
+            and t.expires_at is not None
+            and now < t.expires_at <= now + hour
+        )
+        got = [
+            (t.expires_at, t.token_id) for t in self.auth.expiring(self.account, hour)
+        ]
+        assert got == expected
 
     @invariant()
     def live_values_verify_as_granted(self) -> None:
