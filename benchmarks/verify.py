@@ -251,8 +251,11 @@ def verify_table(
         "to_tokens": last["tokens"],
         "verify_growth": last["verify_ns"] / first["verify_ns"],
         "floor_growth": last["floor_ns"] / first["floor_ns"],
+        # DESIGN section 7: the ratio stays flat; the floor itself slows as a
+        # large dict leaves the CPU caches.
+        "ratio_growth": last["ratio"] / first["ratio"],
     }
-    flat["pass"] = abs(flat["verify_growth"] - 1) <= FLAT_TOLERANCE
+    flat["pass"] = abs(flat["ratio_growth"] - 1) <= FLAT_TOLERANCE
     return {"rows": rows, "flat": flat, "fresh_grants": fresh_grants}
 
 
@@ -314,9 +317,9 @@ def print_verify(result: dict[str, Any]) -> None:
     if flat["from_tokens"] != flat["to_tokens"]:
         print(
             f"\n   flatness, {flat['from_tokens']:,} -> {flat['to_tokens']:,} tokens: "
-            f"verify x{flat['verify_growth']:.2f} "
-            f"(target within +-{FLAT_TOLERANCE:.0%}: {mark(flat['pass'])}), "
-            f"floor x{flat['floor_growth']:.2f}"
+            f"verify/floor x{flat['ratio_growth']:.2f} "
+            f"(target within +-{FLAT_TOLERANCE:.0%}: {mark(flat['pass'])}); "
+            f"verify x{flat['verify_growth']:.2f}, floor x{flat['floor_growth']:.2f}"
         )
 
 
