@@ -55,14 +55,21 @@ def served() -> Iterator[tuple[str, TroopAuth, Setup]]:
     with MemoryStore() as store:
         auth = TroopAuth(store)
         setup = make_account(auth, seats=4, troops=2)
-        with Live(create_app(auth)) as base:
+        with Live(create_app(auth, seats_writable=True)) as base:
             yield base, auth, setup
 
 
 def test_page_has_the_examples():
     """The page shows a curl example for every operation of the API."""
-    assert len(CURLS) >= 12
+    assert len(CURLS) >= 20
     for needle in (
+        '"$BASE/accounts/$ACCOUNT/troops"',
+        "tokens?limit=",
+        '"$BASE/tokens/$TOKEN_ID"',
+        '"$BASE/troops/$TROOP/members"',
+        '-X PUT "$BASE/accounts/$ACCOUNT/seats"',
+        "/expiring?within=",
+        "overlap_seconds",
         '-X POST "$BASE/troops/$TROOP/tokens"',
         "-X PUT",
         "-X DELETE",
@@ -108,6 +115,19 @@ def test_curl_examples_run(served):
     auth.verify(issued["value"], setup.tid, Permission.EDIT, key="prod/x")
     introspected = next(o for o in outputs if o and "active" in o)
     assert introspected["sub"] == probe.token_id
+    troops = next(o for o in outputs if o and "troops" in o)
+    assert {t["troop_id"] for t in troops["troops"]} == set(setup.troop_ids())
+    page = next(o for o in outputs if o and "next" in o and len(o["tokens"]) == 2)
+    assert page["next"] == page["tokens"][-1]["token_id"]
+    one = next(o for o in outputs if o and o.get("token_id") == token.token_id)
+    assert one["name"] == "ci"
+    members = next(o for o in outputs if o and "members" in o)
+    assert [m["member_id"] for m in members["members"]] == ["alice"]
+    assert {"capacity": 10, "used": 3, "free": 7} in outputs
+    assert next(o for o in outputs if o and "within_seconds" in o) == {
+        "within_seconds": 7 * 86400,
+        "tokens": [],
+    }
     with pytest.raises(InvalidToken):
         auth.authenticate(token.value)  # rotated by the example, then revoked
     assert token.token_id not in {t.token_id for t in auth.tokens(setup.tid)}

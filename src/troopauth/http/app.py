@@ -92,6 +92,7 @@ def create_app(
     realm: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     page: bool = True,
+    seats_writable: bool = False,
     debug: bool = False,
 ) -> Starlette:
     """The tokens surface over *auth* as a Starlette application.
@@ -107,6 +108,10 @@ def create_app(
     `Principal` from ``auth.member(account_id, member_id)``, or ``None`` (401).
     A bearer token, when sent, always wins. ``realm`` goes into the RFC 6750
     challenges; ``max_body`` caps request bodies (413 past it).
+
+    ``seats_writable=True`` lets the account's personal access token resize
+    its seat pool (``PUT /accounts/{account_id}/seats``); it is off by default,
+    since the seat count is usually what the host bills for.
     """
     if not isinstance(auth, TroopAuth):
         raise InvalidArgument(f"auth must be a TroopAuth, not {type(auth).__name__}")
@@ -114,7 +119,15 @@ def create_app(
         raise InvalidArgument("actor_hook must be a callable taking the request")
     if type(max_body) is not int or max_body < 1:
         raise InvalidArgument("max_body must be a positive int")
-    api = Api(auth, actor_hook=actor_hook, realm=check_realm(realm), max_body=max_body)
+    if type(seats_writable) is not bool:
+        raise InvalidArgument("seats_writable must be a bool")
+    api = Api(
+        auth,
+        actor_hook=actor_hook,
+        realm=check_realm(realm),
+        max_body=max_body,
+        seats_writable=seats_writable,
+    )
     routes: list[BaseRoute] = [
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         *api_routes(api),

@@ -68,9 +68,55 @@ def _schemas() -> dict[str, Any]:
                 },
                 "created_at": _WHEN,
                 "expires_at": {"oneOf": [_WHEN, {"type": "null"}]},
+                "revoked": {
+                    "type": "boolean",
+                    "description": "Revoked for good (only GET /tokens/{token_id} "
+                    "shows such a token).",
+                },
             }
         ),
-        "TokenList": _object({"tokens": {"type": "array", "items": _ref("Token")}}),
+        "TokenList": _object(
+            {
+                "tokens": {"type": "array", "items": _ref("Token")},
+                "next": {
+                    "type": ["string", "null"],
+                    "description": "Pass it as `after` to get the next page; "
+                    "null on the last page (and when no `limit` was given).",
+                },
+            }
+        ),
+        "Troop": _object(
+            {"troop_id": _ID, "name": {"type": "string"}, "created_at": _WHEN}
+        ),
+        "TroopList": _object({"troops": {"type": "array", "items": _ref("Troop")}}),
+        "Member": _object({"member_id": _ID, "grant": _ref("Grant")}),
+        "MemberList": _object({"members": {"type": "array", "items": _ref("Member")}}),
+        "ExpiringList": _object(
+            {
+                "within_seconds": {"type": "integer", "minimum": 0},
+                "tokens": {
+                    "type": "array",
+                    "items": _ref("Token"),
+                    "description": "Soonest to expire first.",
+                },
+            }
+        ),
+        "RotateRequest": _object(
+            {
+                "overlap_seconds": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 604800,
+                    "default": 0,
+                    "description": "How long the old value keeps working "
+                    "(at most 7 days); 0: it stops now.",
+                }
+            },
+            required=[],
+        ),
+        "SeatsRequest": _object(
+            {"capacity": {"type": "integer", "minimum": 0, "maximum": 1000000}}
+        ),
         "IssuedToken": _object(
             {
                 "token_id": _ID,
@@ -215,7 +261,7 @@ _DESCRIPTIONS = {
     401: "No credentials, or not a live token (RFC 6750 challenge).",
     403: "The actor may not do this.",
     404: "No such troop, token, member or account (in the actor's account).",
-    409: "No free seat in the account's pool.",
+    409: "No free seat in the account's pool (or fewer seats than in use).",
     413: "The body is larger than the cap.",
     415: "The body's media type is not the one expected.",
     422: "Invalid input: malformed JSON, an unknown field, a wrong type.",
@@ -247,25 +293,27 @@ def _op(
     errors: tuple[int, ...],
     body: str | None = None,
     params: tuple[str, ...] = (),
+    query: tuple[dict[str, Any], ...] = (),
+    optional_body: bool = False,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": op_id,
         "summary": summary,
         "responses": {**ok, **_problems(400, *errors, 503)},
     }
-    if params:
+    if params or query:
         operation["parameters"] = [
             {"name": p, "in": "path", "required": True, "schema": _ID} for p in params
-        ]
+        ] + list(query)
     if body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": not optional_body,
             "content": {"application/json": {"schema": _ref(body)}},
         }
     return operation
 
 
-_READ = (401, 403, 404)
+_READ = (401, 403, 404, 422)
 _CHANGE = (401, 403, 404, 413, 415, 422)
 
 
@@ -281,13 +329,40 @@ def _paths() -> dict[str, Any]:
                 "whoAmI", "The caller's principal", _ok(200, "Principal", "Who"), (401,)
             )
         },
+        "/accounts/{account_id}/troops": {
+            "get": _op(
+                "listTroops",
+                "The account's troops, oldest first: every one for the personal "
+                "access token, else those the actor has MANAGE on the whole of",
+                _ok(200, "TroopList", "The troops"),
+                _READ,
+                params=account,
+            )
+        },
         "/troops/{troop_id}/tokens": {
             "get": _op(
                 "listTokens",
-                "The tokens attached to a troop (MANAGE on the whole troop)",
+                "The tokens attached to a troop (MANAGE on the whole troop), "
+                "a page at a time with `limit` and `after`",
                 _ok(200, "TokenList", "The tokens, oldest first; no values"),
                 _READ,
                 params=troop,
+                query=(
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "At most this many (all when left out).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `next` of the previous page.",
+                        "schema": _ID,
+                    },
+                ),
             ),
             "post": _op(
                 "issueToken",
@@ -315,13 +390,26 @@ def _paths() -> dict[str, Any]:
                 params=troop_token,
             ),
         },
+        "/tokens/{token_id}": {
+            "get": _op(
+                "getToken",
+                "One token in any state, revoked included (the personal access "
+                "token, or MANAGE on the whole of every troop it is attached to)",
+                _ok(200, "Token", "The token; never its value"),
+                _READ,
+                params=token,
+            )
+        },
         "/tokens/{token_id}/rotate": {
             "post": _op(
                 "rotateToken",
-                "A new value for the token; the old one stops working now",
+                "A new value for the token; the old one stops working now, or "
+                "after `overlap_seconds`",
                 _ok(200, "IssuedToken", "The new value, this once"),
                 _CHANGE,
+                body="RotateRequest",
                 params=token,
+                optional_body=True,
             )
         },
         "/tokens/{token_id}/revoke": {
@@ -331,6 +419,16 @@ def _paths() -> dict[str, Any]:
                 _ok(204, None, "Revoked (revoking again changes nothing)"),
                 _CHANGE,
                 params=token,
+            )
+        },
+        "/troops/{troop_id}/members": {
+            "get": _op(
+                "listMembers",
+                "The troop's members and their grants, by member id (MANAGE on "
+                "the whole troop)",
+                _ok(200, "MemberList", "The members"),
+                _READ,
+                params=troop,
             )
         },
         "/troops/{troop_id}/members/{member_id}": {
@@ -357,6 +455,40 @@ def _paths() -> dict[str, Any]:
                 _ok(200, "SeatPool", "The pool now"),
                 _READ,
                 params=account,
+            ),
+            "put": _op(
+                "setSeats",
+                "Resize the seat pool (the personal access token, on a server "
+                "created with seats_writable=True); never below the seats in use",
+                _ok(200, "SeatPool", "The pool now"),
+                (*_CHANGE, 409),
+                body="SeatsRequest",
+                params=account,
+            ),
+        },
+        "/accounts/{account_id}/expiring": {
+            "get": _op(
+                "expiringTokens",
+                "The account's live tokens that expire within `within` "
+                "(personal access token only)",
+                _ok(200, "ExpiringList", "Soonest first"),
+                _READ,
+                params=account,
+                query=(
+                    {
+                        "name": "within",
+                        "in": "query",
+                        "required": False,
+                        "description": "Seconds (`3600`), or a number with a "
+                        "unit s, m, h, d or w (`7d`); at most ten years. "
+                        "Default `7d`.",
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^[0-9]{1,12}[smhdw]?$",
+                            "default": "7d",
+                        },
+                    },
+                ),
             )
         },
         "/troops/{troop_id}/audit": {
