@@ -19,6 +19,7 @@ from ..errors import InvalidArgument
 from . import openapi, pages
 from .problems import HTTPProblem, problem_response
 from .routes import ActorHook, Api, api_routes
+from .scanning import ScanningKeys, SecretScanning
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
 
@@ -93,6 +94,7 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     page: bool = True,
     seats_writable: bool = False,
+    secret_scanning_keys: ScanningKeys | None = None,
     debug: bool = False,
 ) -> Starlette:
     """The tokens surface over *auth* as a Starlette application.
@@ -112,6 +114,11 @@ def create_app(
     ``seats_writable=True`` lets the account's personal access token resize
     its seat pool (``PUT /accounts/{account_id}/seats``); it is off by default,
     since the seat count is usually what the host bills for.
+
+    ``secret_scanning_keys`` maps GitHub's secret-scanning key identifiers to
+    their PEM public keys (ECDSA P-256): ``POST /secret-scanning`` accepts
+    reports signed with one of them and disables each live value reported
+    (``report_leak``). Without keys every report is refused (401).
     """
     if not isinstance(auth, TroopAuth):
         raise InvalidArgument(f"auth must be a TroopAuth, not {type(auth).__name__}")
@@ -128,9 +135,11 @@ def create_app(
         max_body=max_body,
         seats_writable=seats_writable,
     )
+    scanning = SecretScanning(auth, secret_scanning_keys)
     routes: list[BaseRoute] = [
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         *api_routes(api),
+        Route("/secret-scanning", scanning.endpoint, methods=["POST"]),
     ]
     if page:
         routes.extend(pages.page_routes())

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..models import AuditAction
 from .problems import MEDIA_TYPE, PROBLEM_TYPES
 
 __all__ = ["document", "endpoint"]
@@ -154,17 +155,7 @@ def _schemas() -> dict[str, Any]:
                 "troop_id": {"type": ["string", "null"]},
                 "action": {
                     "type": "string",
-                    "enum": [
-                        "token.issue",
-                        "token.attach",
-                        "token.detach",
-                        "token.rotate",
-                        "token.revoke",
-                        "member.add",
-                        "member.remove",
-                        "pat.issue",
-                        "pat.replace",
-                    ],
+                    "enum": [action.value for action in AuditAction],
                 },
                 "actor": {"type": "string"},
                 "token_id": {"type": ["string", "null"]},
@@ -242,6 +233,42 @@ def _schemas() -> dict[str, Any]:
             },
             "else": {"maxProperties": 1},
         },
+        "LeakReport": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 5000,
+            "description": "GitHub's secret-scanning partner format.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "token": {"type": "string", "minLength": 1},
+                    "type": {"type": "string"},
+                    "url": {"type": "string"},
+                    "source": {"type": "string"},
+                },
+                "required": ["token", "type"],
+            },
+        },
+        "LeakFeedback": {
+            "type": "array",
+            "description": "One entry per reported match, in order.",
+            "items": _object(
+                {
+                    "token_hash": {
+                        "type": "string",
+                        "pattern": "^[0-9a-f]{64}$",
+                        "description": "SHA-256 (hex) of the reported value.",
+                    },
+                    "token_type": {"type": "string"},
+                    "label": {
+                        "type": "string",
+                        "enum": ["true_positive", "false_positive"],
+                        "description": "true_positive: a live token of this "
+                        "server held the value and is now revoked.",
+                    },
+                }
+            ),
+        },
         "Problem": _object(
             {
                 "type": {
@@ -258,7 +285,8 @@ def _schemas() -> dict[str, Any]:
 
 _DESCRIPTIONS = {
     400: "Bad request (a token value in the URL, among others).",
-    401: "No credentials, or not a live token (RFC 6750 challenge).",
+    401: "No credentials, not a live token (RFC 6750 challenge), or a report "
+    "that is unsigned or badly signed.",
     403: "The actor may not do this.",
     404: "No such troop, token, member or account (in the actor's account).",
     409: "No free seat in the account's pool (or fewer seats than in use).",
@@ -546,6 +574,39 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     **_ok(200, "Introspection", "The token's state"),
                     **_problems(400, 401, 403, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/secret-scanning": {
+            "post": {
+                "operationId": "reportLeaks",
+                "summary": "GitHub secret-scanning partner reports",
+                "description": "Signed by GitHub (ECDSA P-256 SHA-256 over the "
+                "raw body; `Github-Public-Key-Identifier` names one of the keys "
+                "the host configured, `Github-Public-Key-Signature` is the "
+                "base64 DER signature). Each live value reported is revoked "
+                "through report_leak. Unsigned or badly signed: 401, nothing "
+                "revoked.",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                    for name in (
+                        "Github-Public-Key-Identifier",
+                        "Github-Public-Key-Signature",
+                    )
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("LeakReport")}},
+                },
+                "responses": {
+                    **_ok(200, "LeakFeedback", "The feedback array"),
+                    **_problems(400, 401, 413, 422, 503),
                 },
             }
         },
