@@ -164,6 +164,17 @@ class TestAttachDetach:
         url = f"/troops/{world.tid}/tokens/{token['token_id']}"
         assert world.client.delete(url, headers=world.pat).status_code == 204
 
+    def test_delete_of_an_expired_attached_token_is_404(self, world):
+        """An expired token still attached to the troop is not detached by a
+        refused DELETE: 404, and it is still listed there."""
+        when = world.clock.now + timedelta(minutes=5)
+        token = world.issue(expires_at=when.isoformat())
+        world.clock.advance(minutes=5)
+        url = f"/troops/{world.tid}/tokens/{token['token_id']}"
+        assert world.client.delete(url, headers=world.pat).status_code == 404
+        listed = world.client.get(f"/troops/{world.tid}/tokens", headers=world.pat)
+        assert token["token_id"] in {t["token_id"] for t in listed.json()["tokens"]}
+
     def test_second_delete_still_needs_manage(self, world):
         """Detaching again with a token that cannot manage the troop: 403."""
         token = world.issue()

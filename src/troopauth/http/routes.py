@@ -378,25 +378,29 @@ class Api:
             await run_in_threadpool(
                 self.auth.detach, actor.principal, token_id, troop_id
             )
-        except NotFound:
-            # Detached already (or revoked, or expired): the same answer, as
-            # long as the troop is the actor's to manage and the token exists.
+        except NotFound as exc:
+            # Detached already (or revoked): the same answer, as long as the
+            # troop is the actor's to manage and the token exists. An expired
+            # token still attached here stays a 404: it was not detached.
             await self.require_manager(actor, troop_id)
-            await self.existing_token(actor, token_id)
+            info = await self.existing_token(actor, token_id)
+            if troop_id in info.grants:
+                raise from_error(exc) from None
         except AccessDenied as exc:
             raise self.denied(str(exc), actor.bearer) from None
         except TroopAuthError as exc:
             raise from_error(exc) from None
         return _no_content()
 
-    async def existing_token(self, actor: _Actor, token_id: str) -> None:
-        """404 unless *token_id* is a token of the actor's account."""
+    async def existing_token(self, actor: _Actor, token_id: str) -> TokenInfo:
+        """The token *token_id* of the actor's account, in any state; else 404."""
         try:
             info = await run_in_threadpool(self.auth.token, token_id)
         except TroopAuthError:
             raise HTTPProblem("not-found", f"no token {token_id!r}") from None
         if info.account_id != actor.principal.account_id:
             raise HTTPProblem("not-found", f"no token {token_id!r}")
+        return info
 
     async def rotate(self, request: Request) -> Response:
         """``POST /tokens/{token_id}/rotate``: the new value once."""
