@@ -85,6 +85,7 @@ def test_page_has_the_examples():
         "/expiring?within=",
         "overlap_seconds",
         '-X POST "$BASE/secret-scanning"',
+        '-X PATCH "$BASE/accounts/$ACCOUNT/policy"',
         '-X POST "$BASE/troops/$TROOP/tokens"',
         "-X PUT",
         "-X DELETE",
@@ -163,6 +164,8 @@ def test_curl_examples_run(served, tmp_path):
     members = next(o for o in outputs if o and "members" in o)
     assert [m["member_id"] for m in members["members"]] == ["alice"]
     assert {"capacity": 10, "used": 4, "free": 6} in outputs
+    policy = {"max_token_lifetime_seconds": 90 * 86400, "require_expiry": False}
+    assert policy in outputs
     assert next(o for o in outputs if o and "within_seconds" in o) == {
         "within_seconds": 7 * 86400,
         "tokens": [],

@@ -77,6 +77,8 @@ _BODIES = st.one_of(
         optional={
             "overlap_seconds": st.integers(-10, 700_000) | _JSON,
             "capacity": st.integers(-2, 12) | _JSON,
+            "max_token_lifetime_seconds": st.integers(-2, 10**10) | _JSON,
+            "require_expiry": st.booleans() | _JSON,
         },
     ),
 )
@@ -92,6 +94,8 @@ _TARGETS = st.sampled_from(
         "revoke",
         "seats",
         "seats-foreign",
+        "policy",
+        "policy-foreign",
     ]
 )
 
@@ -103,6 +107,8 @@ def _request(
     return {
         "seats": ("PUT", f"/accounts/{accounts[0]}/seats"),
         "seats-foreign": ("PUT", f"/accounts/{accounts[1]}/seats"),
+        "policy": ("PATCH", f"/accounts/{accounts[0]}/policy"),
+        "policy-foreign": ("PATCH", f"/accounts/{accounts[1]}/policy"),
         "issue": ("POST", f"/troops/{troops[0]}/tokens"),
         "attach": ("PUT", f"/troops/{troops[1]}/tokens/{token}"),
         "attach-foreign": ("PUT", f"/troops/{foreign}/tokens/{token}"),
@@ -175,6 +181,7 @@ _ANY_PATH = st.sampled_from(
         ("POST", "/tokens/{token}/revoke"),
         ("PUT", "/troops/{troop}/members/{token}"),
         ("PUT", "/accounts/{account}/seats"),
+        ("PATCH", "/accounts/{account}/policy"),
         ("POST", "/introspect"),
     ]
 )

@@ -352,3 +352,84 @@ class TestRotateOverlap:
         )
         assert response.status_code == 422
         assert snapshot(world.auth, [world.setup], [token["value"]]) == before
+
+
+class TestPolicy:
+    """PATCH /accounts/{account_id}/policy."""
+
+    def test_the_pat_sets_and_reads_the_policy(self, world):
+        """A maximum lifetime applies to tokens issued next; a field left out
+        keeps its value; an empty body reads the policy; null clears it."""
+        url = f"/accounts/{world.setup.account.id}/policy"
+        assert world.client.patch(url, headers=world.pat).json() == {
+            "max_token_lifetime_seconds": None,
+            "require_expiry": False,
+        }
+        body = {"max_token_lifetime_seconds": 3600}
+        response = world.client.patch(url, json=body, headers=world.pat)
+        assert response.json() == {
+            "max_token_lifetime_seconds": 3600,
+            "require_expiry": False,
+        }
+        issued = world.issue()
+        info = world.auth.token(issued["token_id"])
+        assert info.expires_at == world.clock.now + timedelta(hours=1)
+        later = (world.clock.now + timedelta(hours=2)).isoformat()
+        refused = world.client.post(
+            f"/troops/{world.tid}/tokens",
+            json={
+                "grant": {"permissions": ["view"], "scope": "*"},
+                "expires_at": later,
+            },
+            headers=world.pat,
+        )
+        assert refused.status_code == 422
+        kept = world.client.patch(url, json={"require_expiry": True}, headers=world.pat)
+        assert kept.json() == {
+            "max_token_lifetime_seconds": 3600,
+            "require_expiry": True,
+        }
+        cleared = world.client.patch(
+            url, json={"max_token_lifetime_seconds": None}, headers=world.pat
+        )
+        assert cleared.json() == {
+            "max_token_lifetime_seconds": None,
+            "require_expiry": True,
+        }
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"max_token_lifetime_seconds": 0},
+            {"max_token_lifetime_seconds": -5},
+            {"max_token_lifetime_seconds": True},
+            {"max_token_lifetime_seconds": "3600"},
+            {"max_token_lifetime_seconds": 10**12},
+            {"require_expiry": "yes"},
+            {"require_expiry": None},
+            {"lifetime": 5},
+        ],
+    )
+    def test_bad_body_is_422_and_changes_nothing(self, world, body):
+        """A lifetime that is not a positive whole number (or null), a flag that
+        is not a boolean, an unknown field: 422, the policy unchanged."""
+        url = f"/accounts/{world.setup.account.id}/policy"
+        response = world.client.patch(url, json=body, headers=world.pat)
+        assert response.status_code == 422
+        assert world.client.patch(url, headers=world.pat).json() == {
+            "max_token_lifetime_seconds": None,
+            "require_expiry": False,
+        }
+
+    def test_only_the_pat(self, world):
+        """A manager token: 403; another account's policy: 404."""
+        url = f"/accounts/{world.setup.account.id}/policy"
+        body = {"require_expiry": True}
+        manager = _manager(world, world.tid)
+        assert world.client.patch(url, json=body, headers=manager).status_code == 403
+        other = make_account(world.auth)
+        response = world.client.patch(
+            f"/accounts/{other.account.id}/policy", json=body, headers=world.pat
+        )
+        assert response.status_code == 404
+        world.issue()  # no expiry required: the manager's change did not land

@@ -18,7 +18,7 @@ from starlette.requests import Request
 
 from ..errors import TroopAuthError
 from ..grant import Grant
-from ..models import AuditEvent, Principal, SeatPool, TokenInfo, Troop
+from ..models import Account, AuditEvent, Principal, SeatPool, TokenInfo, Troop
 from ..permission import Permission
 from ..scope import Scope
 from .problems import HTTPProblem
@@ -26,6 +26,7 @@ from .problems import HTTPProblem
 __all__ = [
     "GRANT_FIELDS",
     "ISSUE_FIELDS",
+    "POLICY_FIELDS",
     "event_json",
     "grant_json",
     "json_object",
@@ -34,8 +35,10 @@ __all__ = [
     "parse_issue",
     "parse_limit",
     "parse_overlap",
+    "parse_policy",
     "parse_within",
     "permission_words",
+    "policy_json",
     "principal_json",
     "read_body",
     "seats_json",
@@ -47,6 +50,10 @@ __all__ = [
 MAX_OVERLAP_SECONDS = 7 * 24 * 3600
 #: The longest ``within`` of the expiring listing (ten years), in seconds.
 MAX_WITHIN_SECONDS = 3650 * 24 * 3600
+#: The fields of a policy change.
+POLICY_FIELDS = frozenset({"max_token_lifetime_seconds", "require_expiry"})
+#: The longest max_token_lifetime the API sets (a hundred years), in seconds.
+MAX_LIFETIME_SECONDS = 100 * 365 * 24 * 3600
 #: The largest seat pool the API sets.
 MAX_SEATS = 1_000_000
 _WITHIN = re.compile(r"([0-9]{1,12})([smhdw]?)")
@@ -213,6 +220,30 @@ def parse_capacity(value: dict[str, Any]) -> int:
     return _whole(value["capacity"], "capacity", 0, MAX_SEATS)
 
 
+def parse_policy(value: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``set_policy`` a policy change gives (those left out
+    keep their value): ``max_token_lifetime_seconds`` (a whole number, or
+    ``null`` for no maximum) and ``require_expiry`` (a boolean)."""
+    keywords: dict[str, Any] = {}
+    if "max_token_lifetime_seconds" in value:
+        seconds = value["max_token_lifetime_seconds"]
+        keywords["max_token_lifetime"] = (
+            None
+            if seconds is None
+            else timedelta(
+                seconds=_whole(
+                    seconds, "max_token_lifetime_seconds", 1, MAX_LIFETIME_SECONDS
+                )
+            )
+        )
+    if "require_expiry" in value:
+        flag = value["require_expiry"]
+        if not isinstance(flag, bool):
+            _invalid(f"require_expiry must be a boolean, not {_json_type(flag)}")
+        keywords["require_expiry"] = flag
+    return keywords
+
+
 def parse_limit(text: str | None, largest: int) -> int | None:
     """The ``limit`` query field: ``None``, or a whole number 1..*largest*."""
     if text is None:
@@ -273,6 +304,17 @@ def troop_json(troop: Troop) -> dict[str, Any]:
         "troop_id": troop.id,
         "name": troop.name,
         "created_at": _when(troop.created_at),
+    }
+
+
+def policy_json(account: Account) -> dict[str, Any]:
+    """An account's token policy."""
+    lifetime = account.max_token_lifetime
+    return {
+        "max_token_lifetime_seconds": None
+        if lifetime is None
+        else int(lifetime.total_seconds()),
+        "require_expiry": account.require_expiry,
     }
 
 

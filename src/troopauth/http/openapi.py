@@ -115,6 +115,33 @@ def _schemas() -> dict[str, Any]:
             },
             required=[],
         ),
+        "Policy": _object(
+            {
+                "max_token_lifetime_seconds": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": 3153600000,
+                    "description": "Every troop token issued from now on "
+                    "expires within this; null: no maximum.",
+                },
+                "require_expiry": {
+                    "type": "boolean",
+                    "description": "Whether a troop token must be issued with "
+                    "an expires_at.",
+                },
+            }
+        ),
+        "PolicyChange": _object(
+            {
+                "max_token_lifetime_seconds": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": 3153600000,
+                },
+                "require_expiry": {"type": "boolean"},
+            },
+            required=[],
+        ),
         "SeatsRequest": _object(
             {"capacity": {"type": "integer", "minimum": 0, "maximum": 1000000}}
         ),
@@ -493,6 +520,19 @@ def _paths() -> dict[str, Any]:
                 body="SeatsRequest",
                 params=account,
             ),
+        },
+        "/accounts/{account_id}/policy": {
+            "patch": _op(
+                "setPolicy",
+                "Change the account's token policy (personal access token "
+                "only); a field left out keeps its value, so an empty body "
+                "reads it. It applies to tokens issued from now on.",
+                _ok(200, "Policy", "The policy now"),
+                _CHANGE,
+                body="PolicyChange",
+                params=("account_id",),
+                optional_body=True,
+            )
         },
         "/accounts/{account_id}/expiring": {
             "get": _op(

@@ -468,6 +468,17 @@ class Api:
         pool = await self.call(actor, self.auth.set_seats, account_id, capacity)
         return _json(bodies.seats_json(pool))
 
+    async def set_policy(self, request: Request) -> Response:
+        """``PATCH /accounts/{account_id}/policy`` (PAT only): change the
+        account's token policy; a field left out keeps its value. The answer
+        is the policy now (an empty body changes nothing and reads it)."""
+        actor, account_id = await self._account_owner(
+            request, "the account's token policy"
+        )
+        keywords = bodies.parse_policy(await self.body(request, bodies.POLICY_FIELDS))
+        account = await self.call(actor, self.auth.set_policy, account_id, **keywords)
+        return _json(bodies.policy_json(account))
+
     async def expiring(self, request: Request) -> Response:
         """``GET /accounts/{account_id}/expiring?within=7d`` (PAT only): the
         live tokens that expire within that, soonest first."""
@@ -621,6 +632,7 @@ def api_routes(api: Api) -> list[Route]:
         Route("/accounts/{account_id}/seats", api.seats, methods=["GET"]),
         Route("/accounts/{account_id}/seats", api.set_seats, methods=["PUT"]),
         Route("/accounts/{account_id}/expiring", api.expiring, methods=["GET"]),
+        Route("/accounts/{account_id}/policy", api.set_policy, methods=["PATCH"]),
         Route("/troops/{troop_id}/audit", api.troop_audit, methods=["GET"]),
         Route("/troops/{troop_id}/audit/check", api.troop_audit_check, methods=["GET"]),
         Route("/accounts/{account_id}/audit", api.account_audit, methods=["GET"]),
