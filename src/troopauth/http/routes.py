@@ -3,9 +3,14 @@
 The actor is the `Principal` of the request's ``Authorization: Bearer`` value
 (a personal access token or a troop token), or, without that header, whatever
 the host's ``actor_hook`` returns for the request (its own logged-in member).
-The facade judges every management call; the reads the facade offers without
-an actor (a troop's tokens and audit log) need ``MANAGE`` on the whole troop
-here, and the account reads (seats, the account log) an actor of that account.
+The facade judges every management call. The reads and account-level calls
+the facade leaves to the host (it takes no actor for them) are judged here, no
+actor seeing more than its grants already show it: a troop's tokens, members
+and audit log need ``MANAGE`` on the whole troop; one token, the PAT or
+``MANAGE`` on the whole of every troop it is attached to; the account's troops
+list all of them for the PAT and only the managed ones for anyone else; the
+seat pool any actor of the account; expiring tokens, the token policy and the
+account log the PAT; resizing the seat pool the PAT on an app that allows it.
 
 Every answer is ``Cache-Control: no-store``; every error is a problem body
 (:mod:`troopauth.http.problems`).
