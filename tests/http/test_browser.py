@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def live() -> Iterator[tuple[str, TroopAuth, Setup]]:
     """The app over a MemoryStore, served on a free port; its base URL."""
     with MemoryStore() as store:
         auth = TroopAuth(store)
-        setup = make_account(auth, seats=3, troops=2)
+        setup = make_account(auth, seats=4, troops=2)
         with Live(create_app(auth)) as base:
             yield base, auth, setup
 
@@ -202,7 +203,8 @@ def _rotate_twice(page: Any, row: Any, auth: TroopAuth, value: str) -> str:
 
 def test_issue_rotate_revoke_in_chromium(live, browser_page):
     """The troop is picked from the account's troops; issue shows the value
-    once (it verifies); rotate with an hour's overlap keeps the old value
+    once (it verifies); the PAT sees what expires within 7 days; rotate with
+    an hour's overlap keeps the old value
     working, rotate at once kills both older values; revoke frees the seat on
     the page; the members are listed; the page logs no error."""
     from playwright.sync_api import expect
@@ -214,10 +216,19 @@ def test_issue_rotate_revoke_in_chromium(live, browser_page):
         setup.owner, tid, Grant.parse("view,use", "key:deploy"), name="terraform"
     )
     auth.add_member(setup.owner, tid, "alice", Grant.parse("view", "key:docs"))
+    soon = auth.issue_token(
+        setup.owner,
+        setup.troops[1].id,
+        Grant.parse("use"),
+        name="cert-renewal",
+        expires_at=datetime.now(UTC) + timedelta(days=2),
+    )
     IMAGES.mkdir(parents=True, exist_ok=True)
     _sign_in_and_open(page, base, setup.pat.value, tid)
     expect(page.locator("#troop-select option")).to_have_count(2)
-    expect(page.locator("#seats-used")).to_have_text("1")
+    expect(page.locator("#seats-used")).to_have_text("2")
+    expiring = page.locator(f'#expiring tr[data-expiring-id="{soon.token_id}"]')
+    expect(expiring).to_contain_text("cert-renewal")
     expect(page.locator('#members tr[data-member-id="alice"]')).to_contain_text(
         "view on key:docs"
     )
@@ -234,7 +245,7 @@ def test_issue_rotate_revoke_in_chromium(live, browser_page):
     expect(page.locator("#copied")).to_be_visible()
     page.screenshot(path=str(IMAGES / "http-issued.png"))
     _close_secret(page, value)
-    expect(page.locator("#seats-used")).to_have_text("2")
+    expect(page.locator("#seats-used")).to_have_text("3")
     row = page.locator(f'tr[data-token-id="{principal.token_id}"]')
     expect(row).to_contain_text("ci-deploy")
     expect(row).to_contain_text("view, edit on key:deploy")
@@ -254,7 +265,7 @@ def test_issue_rotate_revoke_in_chromium(live, browser_page):
     # Revoke, confirmed: the row goes, the seat comes back.
     _confirm(page, row, "revoke", "its seat is freed")
     expect(row).to_have_count(0)
-    expect(page.locator("#seats-used")).to_have_text("1")
+    expect(page.locator("#seats-used")).to_have_text("2")
     expect(page.locator("#seats-free")).to_have_text("2")
     with pytest.raises(InvalidToken):
         auth.authenticate(rotated)
@@ -322,6 +333,7 @@ def test_attach_and_detach_in_chromium(mounted, browser_page):
         ),
     )
     _sign_in_and_open(page, base, setup.pat.value, tid, listed=False)
+    expect(page.locator("#no-expiring")).to_be_visible()
     page.fill("#attach-id", issued.token_id)
     page.check('input[name="aperm"][value="use"]')
     page.fill("#attach-scope", "key:deploy")

@@ -215,12 +215,16 @@
 
   async function refresh() {
     const troop = "/troops/" + encodeURIComponent(troopId);
-    const [tokens, seats, audit, check, members] = await Promise.all([
+    const account = "/accounts/" + encodeURIComponent(me.account_id);
+    // The tokens that expire soon span every troop: the account's PAT only.
+    const owner = me.kind === "personal";
+    const [tokens, seats, audit, check, members, expiring] = await Promise.all([
       api("GET", tokensPath()),
-      api("GET", "/accounts/" + encodeURIComponent(me.account_id) + "/seats"),
+      api("GET", account + "/seats"),
       api("GET", troop + "/audit"),
       api("GET", troop + "/audit/check"),
       api("GET", troop + "/members"),
+      owner ? api("GET", account + "/expiring?within=7d") : Promise.resolve(null),
     ]);
     if (tokens.tokens.length === 0 && cursors.length > 1) {
       // The page emptied (its tokens revoked or detached): back to the first.
@@ -233,6 +237,25 @@
     renderSeats(seats);
     renderAudit(audit.events, check);
     renderMembers(members.members);
+    renderExpiring(expiring);
+  }
+
+  function renderExpiring(expiring) {
+    $("expiring-card").hidden = expiring === null;
+    if (expiring === null) return;
+    const body = $("expiring").tBodies[0];
+    body.replaceChildren();
+    for (const token of expiring.tokens) {
+      const row = document.createElement("tr");
+      row.dataset.expiringId = token.token_id;
+      const wrap = el("div");
+      wrap.append(el("span", token.name || "(unnamed)"), el("span", token.token_id, "token-id mono"));
+      cell(row, "Token", wrap);
+      cell(row, "Expires", when(token.expires_at)).className = "nowrap";
+      body.appendChild(row);
+    }
+    $("no-expiring").hidden = expiring.tokens.length > 0;
+    $("expiring").hidden = expiring.tokens.length === 0;
   }
 
   function renderPager() {
