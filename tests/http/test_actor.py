@@ -133,6 +133,20 @@ class TestActorHook:
             assert client.get("/me", headers=bearer("cpt_pat_x")).status_code == 401
         assert called == []
 
+    def test_hook_member_lists_the_troops_it_manages(self, world: World):
+        """A hook member managing the first troop as a whole (and viewing the
+        second) is listed the first troop only, and reads its members."""
+        world.auth.add_member(world.owner, world.tid, "alice", Grant.full())
+        world.auth.add_member(world.owner, world.tid2, "alice", Grant.parse("view"))
+        alice = world.auth.member(world.setup.account.id, "alice")
+        with self._app(world, lambda _: alice) as client:
+            troops = client.get(f"/accounts/{world.setup.account.id}/troops")
+            assert [t["troop_id"] for t in troops.json()["troops"]] == [world.tid]
+            members = client.get(f"/troops/{world.tid}/members").json()["members"]
+            assert [m["member_id"] for m in members] == ["alice"]
+            refused = client.get(f"/troops/{world.tid2}/members")
+            assert refused.status_code == 403
+
     def test_hook_of_another_account_reaches_nothing(self, world: World):
         """A member of another account, from the hook, gets 404 on this troop."""
         other = make_account(world.auth)
@@ -146,7 +160,13 @@ class TestActorHook:
 def test_create_app_refuses_bad_options():
     """create_app checks its arguments instead of failing on the first request."""
     auth = TroopAuth(MemoryStore())
-    for kwargs in ({"actor_hook": 3}, {"max_body": 0}, {"realm": 'a"b'}):
+    for kwargs in (
+        {"actor_hook": 3},
+        {"max_body": 0},
+        {"realm": 'a"b'},
+        {"seats_writable": 1},
+        {"secret_scanning_keys": "a key"},
+    ):
         with pytest.raises(ValueError, match=r"."):
             create_app(auth, **kwargs)
     with pytest.raises(ValueError, match="TroopAuth"):

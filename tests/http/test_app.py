@@ -148,7 +148,16 @@ class TestPackaging:
 def test_public_names():
     """troopauth.http re-exports its public names, each listed in __all__."""
     public = {n for n in vars(troopauth.http) if not n.startswith("_")}
-    modules = {"app", "bodies", "openapi", "pages", "problems", "routes", "server"}
+    modules = {
+        "app",
+        "bodies",
+        "openapi",
+        "pages",
+        "problems",
+        "routes",
+        "scanning",
+        "server",
+    }
     assert public - modules == set(troopauth.http.__all__)
     assert callable(troopauth.http.create_app)
     assert callable(troopauth.http.serve)

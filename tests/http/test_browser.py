@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def live() -> Iterator[tuple[str, TroopAuth, Setup]]:
     """The app over a MemoryStore, served on a free port; its base URL."""
     with MemoryStore() as store:
         auth = TroopAuth(store)
-        setup = make_account(auth, seats=3, troops=2)
+        setup = make_account(auth, seats=4, troops=2)
         with Live(create_app(auth)) as base:
             yield base, auth, setup
 
@@ -113,7 +114,11 @@ def browser_page(tmp_path: Path) -> Iterator[tuple[Any, list[str]]]:
             context.close()
 
 
-def _sign_in_and_open(page: Any, base: str, value: str, troop_id: str) -> None:
+def _sign_in_and_open(
+    page: Any, base: str, value: str, troop_id: str, listed: bool = True
+) -> None:
+    """Sign in with *value* and open the troop: from the picker the troops
+    listing fills, or (*listed* false) by typing its id."""
     from playwright.sync_api import expect
 
     page.goto(base + "/")
@@ -125,9 +130,17 @@ def _sign_in_and_open(page: Any, base: str, value: str, troop_id: str) -> None:
     page.click("#login button[type=submit]")
     expect(page.locator("#pick")).to_be_visible()
     assert page.input_value("#bearer") == ""
-    page.fill("#troop-id", troop_id)
-    page.click("#pick button[type=submit]")
+    if listed:
+        expect(page.locator("#troop-select")).to_be_visible()
+        expect(page.locator("#troop-id")).to_be_hidden()
+        page.select_option("#troop-select", troop_id)
+    else:
+        expect(page.locator("#troop-id")).to_be_visible()
+        expect(page.locator("#troop-select")).to_be_hidden()
+        page.fill("#troop-id", troop_id)
+        page.click("#pick button[type=submit]")
     expect(page.locator("#workspace")).to_be_visible()
+    expect(page.locator("#troop-label")).to_have_text(troop_id)
 
 
 def _read_secret(page: Any) -> str:
@@ -149,22 +162,51 @@ def _close_secret(page: Any, value: str) -> None:
     assert value not in page.content()
 
 
-def _confirm(page: Any, row: Any, action: str, words: str, shot: str = "") -> None:
-    """Click *action* in *row*, see the confirmation, and confirm it."""
+def _confirm(
+    page: Any, row: Any, action: str, words: str, shot: str = "", overlap: str = ""
+) -> None:
+    """Click *action* in *row*, see the confirmation (choosing an *overlap*
+    for a rotation), and confirm it."""
     from playwright.sync_api import expect
 
     row.locator(f'button[data-action="{action}"]').click()
     confirm = page.locator("#confirm")
     expect(confirm).to_be_visible()
     expect(confirm).to_contain_text(words)
+    expect(page.locator("#overlap")).to_be_visible(visible=action == "rotate")
+    if overlap:
+        page.select_option("#overlap", overlap)
     if shot:
         page.screenshot(path=str(IMAGES / shot))
     page.click("#confirm-ok")
 
 
+def _rotate_twice(page: Any, row: Any, auth: TroopAuth, value: str) -> str:
+    """Rotate with an hour's overlap (the old value still works), then at once
+    (both older values die); the newest value."""
+    from playwright.sync_api import expect
+
+    _confirm(page, row, "rotate", "stops working at once", "http-confirm.png", "3600")
+    overlapped = _read_secret(page)
+    assert overlapped != value
+    expect(page.locator("#notice")).to_contain_text("keeps working for 1 hour")
+    auth.authenticate(value)
+    _close_secret(page, overlapped)
+    _confirm(page, row, "rotate", "stops working at once")
+    rotated = _read_secret(page)
+    for old in (value, overlapped):
+        with pytest.raises(InvalidToken):
+            auth.authenticate(old)
+    _close_secret(page, rotated)
+    return rotated
+
+
 def test_issue_rotate_revoke_in_chromium(live, browser_page):
-    """Issue shows the value once (it verifies), rotate kills the old value,
-    revoke frees the seat on the page; the page logs no error."""
+    """The troop is picked from the account's troops; issue shows the value
+    once (it verifies); the PAT sees what expires within 7 days; rotate with
+    an hour's overlap keeps the old value
+    working, rotate at once kills both older values; revoke frees the seat on
+    the page; the members are listed; the page logs no error."""
     from playwright.sync_api import expect
 
     base, auth, setup = live
@@ -173,9 +215,24 @@ def test_issue_rotate_revoke_in_chromium(live, browser_page):
     auth.issue_token(
         setup.owner, tid, Grant.parse("view,use", "key:deploy"), name="terraform"
     )
+    auth.add_member(setup.owner, tid, "alice", Grant.parse("view", "key:docs"))
+    soon = auth.issue_token(
+        setup.owner,
+        setup.troops[1].id,
+        Grant.parse("use"),
+        name="cert-renewal",
+        expires_at=datetime.now(UTC) + timedelta(days=2),
+    )
     IMAGES.mkdir(parents=True, exist_ok=True)
     _sign_in_and_open(page, base, setup.pat.value, tid)
-    expect(page.locator("#seats-used")).to_have_text("1")
+    expect(page.locator("#troop-select option")).to_have_count(2)
+    expect(page.locator("#seats-used")).to_have_text("2")
+    expiring = page.locator(f'#expiring tr[data-expiring-id="{soon.token_id}"]')
+    expect(expiring).to_contain_text("cert-renewal")
+    expect(page.locator('#members tr[data-member-id="alice"]')).to_contain_text(
+        "view on key:docs"
+    )
+    expect(page.locator("#pager")).to_be_hidden()
 
     # Issue: the value is shown once, with its warning and copy button.
     page.fill("#issue-name", "ci-deploy")
@@ -188,22 +245,16 @@ def test_issue_rotate_revoke_in_chromium(live, browser_page):
     expect(page.locator("#copied")).to_be_visible()
     page.screenshot(path=str(IMAGES / "http-issued.png"))
     _close_secret(page, value)
-    expect(page.locator("#seats-used")).to_have_text("2")
+    expect(page.locator("#seats-used")).to_have_text("3")
     row = page.locator(f'tr[data-token-id="{principal.token_id}"]')
     expect(row).to_contain_text("ci-deploy")
     expect(row).to_contain_text("view, edit on key:deploy")
     page.screenshot(path=str(IMAGES / "http-desktop.png"), full_page=True)
 
-    # Rotate, confirmed: a new value once; the old one is dead.
-    _confirm(page, row, "rotate", "stops working at once", "http-confirm.png")
-    rotated = _read_secret(page)
-    assert rotated != value
-    with pytest.raises(InvalidToken):
-        auth.authenticate(value)
+    rotated = _rotate_twice(page, row, auth, value)
     assert auth.verify(rotated, tid, Permission.EDIT, key="deploy").token_id == (
         principal.token_id
     )
-    _close_secret(page, rotated)
 
     # Cancelling a revoke changes nothing.
     row.locator('button[data-action="revoke"]').click()
@@ -214,12 +265,12 @@ def test_issue_rotate_revoke_in_chromium(live, browser_page):
     # Revoke, confirmed: the row goes, the seat comes back.
     _confirm(page, row, "revoke", "its seat is freed")
     expect(row).to_have_count(0)
-    expect(page.locator("#seats-used")).to_have_text("1")
+    expect(page.locator("#seats-used")).to_have_text("2")
     expect(page.locator("#seats-free")).to_have_text("2")
     with pytest.raises(InvalidToken):
         auth.authenticate(rotated)
     audit = page.locator("#audit tbody")
-    for action in ("token.issue", "token.rotate", "token.revoke"):
+    for action in ("token.issue", "token.rotate", "token.revoke", "member.add"):
         expect(audit).to_contain_text(action)
     expect(page.locator("#chain")).to_have_text("chain intact")
 
@@ -260,16 +311,29 @@ class TestMissingChromium:
 
 
 def test_attach_and_detach_in_chromium(mounted, browser_page):
-    """Mounted under /tokens-admin of a FastAPI app, the page's attach form
-    attaches a token of another troop to the open one with the grant chosen;
-    the row's Detach button detaches it again."""
+    """Mounted under /tokens-admin of a FastAPI app, with the troops listing
+    refused (the troop id typed in instead): the page's attach form attaches a
+    token of another troop to the open one with the grant chosen; the row's
+    Detach button detaches it again; a long list comes a page at a time."""
     from playwright.sync_api import expect
 
     base, auth, setup = mounted
     page, problems = browser_page
     tid, other = setup.tid, setup.troops[1].id
     issued = auth.issue_token(setup.owner, other, Grant.parse("view"), name="shared")
-    _sign_in_and_open(page, base, setup.pat.value, tid)
+    older = auth.issue_token(setup.owner, tid, Grant.parse("view"), name="older")
+    newer = auth.issue_token(setup.owner, tid, Grant.parse("view"), name="newer")
+    page.route(
+        "**/accounts/*/troops",
+        lambda route: route.fulfill(
+            status=403,
+            content_type="application/problem+json",
+            body='{"type": "urn:troopauth:problem:forbidden", "title": "Forbidden",'
+            ' "status": 403, "detail": "no"}',
+        ),
+    )
+    _sign_in_and_open(page, base, setup.pat.value, tid, listed=False)
+    expect(page.locator("#no-expiring")).to_be_visible()
     page.fill("#attach-id", issued.token_id)
     page.check('input[name="aperm"][value="use"]')
     page.fill("#attach-scope", "key:deploy")
@@ -277,7 +341,7 @@ def test_attach_and_detach_in_chromium(mounted, browser_page):
     row = page.locator(f'tr[data-token-id="{issued.token_id}"]')
     expect(row).to_contain_text("view, use on key:deploy")
     auth.verify(issued.value, tid, Permission.USE, key="deploy")
-    expect(page.locator("#seats-used")).to_have_text("1")
+    expect(page.locator("#seats-used")).to_have_text("3")
     row.locator('button[data-action="detach"]').click()
     expect(row).to_have_count(0)
     assert tid not in auth.introspect(issued.value).grants
@@ -286,4 +350,20 @@ def test_attach_and_detach_in_chromium(mounted, browser_page):
     page.click("#attach-form button[type=submit]")
     expect(page.locator("#notice")).to_contain_text("no token")
     assert issued.value not in page.content()
-    assert [p for p in problems if "404" not in p] == []
+
+    # One token a page: Next page walks them, oldest first; First page returns.
+    page.evaluate("document.body.dataset.pageSize = '1'")
+    page.click("#pick button[type=submit]")
+    rows = page.locator("#tokens tbody tr")
+    expect(page.locator("#pager")).to_be_visible()
+    expect(rows).to_have_count(1)
+    expect(page.locator(f'tr[data-token-id="{older.token_id}"]')).to_be_visible()
+    expect(page.locator("#page-first")).to_be_disabled()
+    page.click("#page-next")
+    expect(page.locator(f'tr[data-token-id="{newer.token_id}"]')).to_be_visible()
+    expect(page.locator("#page-number")).to_have_text("Page 2")
+    expect(page.locator("#page-next")).to_be_disabled()
+    page.click("#page-first")
+    expect(page.locator(f'tr[data-token-id="{older.token_id}"]')).to_be_visible()
+    refused = ("404", "403")
+    assert [p for p in problems if not any(code in p for code in refused)] == []

@@ -8,6 +8,7 @@ tests/test_docs.py, with every page's.)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from troopauth import Grant, InvalidToken, MemoryStore, Permission, TroopAuth
 from troopauth.http import create_app
@@ -35,7 +38,7 @@ def blocks(kind: str) -> list[str]:
     return [m.group(2) for m in _FENCE.finditer(text) if m.group(1).strip() == kind]
 
 
-CURLS = [b for b in blocks("sh") if b.lstrip().startswith("curl ")]
+CURLS = [b for b in blocks("sh") if re.search(r"^curl ", b, re.MULTILINE)]
 
 
 def _tool(name: str) -> str:
@@ -49,20 +52,40 @@ def _tool(name: str) -> str:
     return path
 
 
+#: The scanner key the docs' secret-scanning example signs with.
+SCANNER = ec.generate_private_key(ec.SECP256R1())
+KEY_ID = "f9525bf080f75b3506ca1ead061add62b8633a346606dc5fe544e29231c6ee0d"
+
+
 @pytest.fixture
 def served() -> Iterator[tuple[str, TroopAuth, Setup]]:
-    """The app over a MemoryStore, on a free port."""
+    """The app over a MemoryStore, on a free port, trusting SCANNER."""
+    public = SCANNER.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     with MemoryStore() as store:
         auth = TroopAuth(store)
         setup = make_account(auth, seats=4, troops=2)
-        with Live(create_app(auth)) as base:
+        app = create_app(
+            auth, seats_writable=True, secret_scanning_keys={KEY_ID: public}
+        )
+        with Live(app) as base:
             yield base, auth, setup
 
 
 def test_page_has_the_examples():
     """The page shows a curl example for every operation of the API."""
-    assert len(CURLS) >= 12
+    assert len(CURLS) >= 20
     for needle in (
+        '"$BASE/accounts/$ACCOUNT/troops"',
+        "tokens?limit=",
+        '"$BASE/tokens/$TOKEN_ID"',
+        '"$BASE/troops/$TROOP/members"',
+        '-X PUT "$BASE/accounts/$ACCOUNT/seats"',
+        "/expiring?within=",
+        "overlap_seconds",
+        '-X POST "$BASE/secret-scanning"',
+        '-X PATCH "$BASE/accounts/$ACCOUNT/policy"',
         '-X POST "$BASE/troops/$TROOP/tokens"',
         "-X PUT",
         "-X DELETE",
@@ -75,13 +98,23 @@ def test_page_has_the_examples():
         assert any(needle in block for block in CURLS), needle
 
 
-def test_curl_examples_run(served):
+def test_curl_examples_run(served, tmp_path):
     """Each curl example succeeds, in order, and does what the page says."""
     curl = _tool("curl")
     bash = _tool("bash")
+    _tool("openssl")
     base, auth, setup = served
     token = auth.issue_token(setup.owner, setup.tid, Grant.parse("view"), name="ci")
     probe = auth.issue_token(setup.owner, setup.tid, Grant.parse("use"))
+    leaked = auth.issue_token(setup.owner, setup.tid, Grant.parse("view"))
+    scanner_key = tmp_path / "scanner.pem"
+    scanner_key.write_bytes(
+        SCANNER.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     env = {
         "PATH": str(Path(curl).parent) + os.pathsep + os.environ.get("PATH", ""),
         "BASE": base,
@@ -91,6 +124,9 @@ def test_curl_examples_run(served):
         "ACCOUNT": setup.account.id,
         "TOKEN_ID": token.token_id,
         "VALUE": probe.value,
+        "LEAKED": leaked.value,
+        "SCANNER_KEY": str(scanner_key),
+        "KEY_ID": KEY_ID,
     }
     outputs = []
     for block in CURLS:
@@ -106,8 +142,34 @@ def test_curl_examples_run(served):
         outputs.append(json.loads(done.stdout) if done.stdout.strip() else None)
     issued = outputs[0]
     auth.verify(issued["value"], setup.tid, Permission.EDIT, key="prod/x")
-    introspected = next(o for o in outputs if o and "active" in o)
+    feedback = next(o for o in outputs if isinstance(o, list))
+    assert feedback == [
+        {
+            "token_hash": hashlib.sha256(leaked.value.encode()).hexdigest(),
+            "token_type": "troopauth_token",
+            "label": "true_positive",
+        }
+    ]
+    with pytest.raises(InvalidToken):
+        auth.authenticate(leaked.value)
+    outputs = [o for o in outputs if isinstance(o, dict)]
+    introspected = next(o for o in outputs if "active" in o)
     assert introspected["sub"] == probe.token_id
+    troops = next(o for o in outputs if o and "troops" in o)
+    assert {t["troop_id"] for t in troops["troops"]} == set(setup.troop_ids())
+    page = next(o for o in outputs if o and "next" in o and len(o["tokens"]) == 2)
+    assert page["next"] == page["tokens"][-1]["token_id"]
+    one = next(o for o in outputs if o and o.get("token_id") == token.token_id)
+    assert one["name"] == "ci"
+    members = next(o for o in outputs if o and "members" in o)
+    assert [m["member_id"] for m in members["members"]] == ["alice"]
+    assert {"capacity": 10, "used": 4, "free": 6} in outputs
+    policy = {"max_token_lifetime_seconds": 90 * 86400, "require_expiry": False}
+    assert policy in outputs
+    assert next(o for o in outputs if o and "within_seconds" in o) == {
+        "within_seconds": 7 * 86400,
+        "tokens": [],
+    }
     with pytest.raises(InvalidToken):
         auth.authenticate(token.value)  # rotated by the example, then revoked
     assert token.token_id not in {t.token_id for t in auth.tokens(setup.tid)}

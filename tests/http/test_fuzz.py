@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from troopauth import Grant
+from troopauth.http import create_app
 
 from ..helpers import make_account, snapshot
-from .conftest import World, bearer
+from .conftest import World, bearer, checked_client
 
 _SCALARS = (
     st.none()
@@ -71,16 +72,43 @@ _BODIES = st.one_of(
             | _JSON,
         },
     ),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "overlap_seconds": st.integers(-10, 700_000) | _JSON,
+            "capacity": st.integers(-2, 12) | _JSON,
+            "max_token_lifetime_seconds": st.integers(-2, 10**10) | _JSON,
+            "require_expiry": st.booleans() | _JSON,
+        },
+    ),
 )
 
 _TARGETS = st.sampled_from(
-    ["issue", "attach", "attach-foreign", "member", "detach", "rotate", "revoke"]
+    [
+        "issue",
+        "attach",
+        "attach-foreign",
+        "member",
+        "detach",
+        "rotate",
+        "revoke",
+        "seats",
+        "seats-foreign",
+        "policy",
+        "policy-foreign",
+    ]
 )
 
 
-def _request(target: str, troops: list[str], foreign: str, token: str):
+def _request(
+    target: str, troops: list[str], foreign: str, token: str, accounts: list[str]
+):
     """The method and URL of *target* for an account's troops and token."""
     return {
+        "seats": ("PUT", f"/accounts/{accounts[0]}/seats"),
+        "seats-foreign": ("PUT", f"/accounts/{accounts[1]}/seats"),
+        "policy": ("PATCH", f"/accounts/{accounts[0]}/policy"),
+        "policy-foreign": ("PATCH", f"/accounts/{accounts[1]}/policy"),
         "issue": ("POST", f"/troops/{troops[0]}/tokens"),
         "attach": ("PUT", f"/troops/{troops[1]}/tokens/{token}"),
         "attach-foreign": ("PUT", f"/troops/{foreign}/tokens/{token}"),
@@ -89,6 +117,15 @@ def _request(target: str, troops: list[str], foreign: str, token: str):
         "rotate": ("POST", f"/tokens/{token}/rotate"),
         "revoke": ("POST", f"/tokens/{token}/revoke"),
     }[target]
+
+
+def writable_client(world: World) -> Any:
+    """A checked client of an app over the world's facade whose seat pool the
+    PAT may resize (made once per world)."""
+    if not hasattr(world, "writable"):
+        client = checked_client(create_app(world.auth, seats_writable=True))
+        world.writable = client  # type: ignore[attr-defined]
+    return world.writable  # type: ignore[attr-defined]
 
 
 #: Who sends the request: the PAT, a manager of the first troop only, or a
@@ -114,10 +151,13 @@ def test_any_json_body(world: World, target: str, body: Any, actor: str):
             setup.owner, setup.tid, Grant.parse("manage", "key:a")
         ),
     }
-    method, url = _request(target, setup.troop_ids(), foreign.tid, token.token_id)
+    accounts = [setup.account.id, foreign.account.id]
+    method, url = _request(
+        target, setup.troop_ids(), foreign.tid, token.token_id, accounts
+    )
     values = [token.value, *(c.value for c in callers.values())]
     before = snapshot(auth, [setup, foreign], values, members=["alice"])
-    response = world.client.request(
+    response = writable_client(world).request(
         method,
         url,
         content=json.dumps(body),
@@ -140,6 +180,8 @@ _ANY_PATH = st.sampled_from(
         ("POST", "/tokens/{token}/rotate"),
         ("POST", "/tokens/{token}/revoke"),
         ("PUT", "/troops/{troop}/members/{token}"),
+        ("PUT", "/accounts/{account}/seats"),
+        ("PATCH", "/accounts/{account}/policy"),
         ("POST", "/introspect"),
     ]
 )
@@ -167,13 +209,17 @@ def test_any_bytes(world: World, target: tuple[str, str], content: bytes, ctype:
     setup = make_account(auth, seats=2)
     token = auth.issue_token(setup.owner, setup.tid, Grant.parse("view"))
     method, template = target
-    url = template.format(troop=setup.tid, token=token.token_id)
+    url = template.format(
+        troop=setup.tid, token=token.token_id, account=setup.account.id
+    )
     values = [token.value]
     before = snapshot(auth, [setup], values, members=[token.token_id])
     headers = {**bearer(setup.pat)}
     if ctype:
         headers["Content-Type"] = ctype
-    response = world.client.request(method, url, content=content, headers=headers)
+    response = writable_client(world).request(
+        method, url, content=content, headers=headers
+    )
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert snapshot(auth, [setup], values, members=[token.token_id]) == before
@@ -200,7 +246,11 @@ def test_any_ids_in_paths(world: World, troop: str, token: str, method: str):
         f"/troops/{t}/members/{k}",
         f"/troops/{t}/tokens",
         f"/troops/{t}/audit",
+        f"/troops/{t}/members",
         f"/accounts/{t}/seats",
+        f"/accounts/{t}/troops",
+        f"/accounts/{t}/expiring",
+        f"/tokens/{k}",
         f"/tokens/{k}/revoke",
     ):
         response = world.client.request(
@@ -212,3 +262,39 @@ def test_any_ids_in_paths(world: World, troop: str, token: str, method: str):
         assert response.status_code < 500, (url, response.text)
         assert response.status_code >= 400 or method == "GET", url
     assert snapshot(world.auth, [world.setup], members=[token]) == before
+
+
+_QUERY_TEXT = st.text(max_size=12) | st.sampled_from(
+    ["1", "3", "1000", "1001", "0", "7d", "3600", "2w", "tok_x", "", "%00"]
+)
+_QUERIES = st.lists(
+    st.tuples(st.sampled_from(["limit", "after", "within", "page"]), _QUERY_TEXT),
+    max_size=3,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    where=st.sampled_from(["tokens", "expiring"]),
+    query=_QUERIES,
+    token_after=st.booleans(),
+)
+def test_any_query(
+    world: World, where: str, query: list[tuple[str, str]], token_after: bool
+):
+    """Any query string on the listings that take one: 200 (a JSON listing)
+    or a 4xx problem, never a 500."""
+    if token_after:
+        token = world.auth.issue_token(world.owner, world.tid, Grant.parse("view"))
+        query = [*query, ("after", token.token_id)]
+        world.auth.revoke(world.owner, token.token_id)
+    url = (
+        f"/troops/{world.tid}/tokens"
+        if where == "tokens"
+        else f"/accounts/{world.setup.account.id}/expiring"
+    )
+    response = world.client.get(url, params=query, headers=world.pat)
+    event(f"{where}: {response.status_code}")
+    assert response.status_code in {200, 400, 422}, response.text
+    if response.status_code == 200:
+        assert "tokens" in response.json()

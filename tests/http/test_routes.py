@@ -129,16 +129,60 @@ class TestAttachDetach:
             "view"
         )
 
-    def test_delete_detaches_then_404_with_no_change(self, world):
-        """DELETE detaches (204); again, 404 and nothing changes."""
+    def test_delete_twice_is_204_both_times_with_no_change(self, world):
+        """DELETE detaches (204); again, 204 too and nothing changes."""
         token = world.issue()
         url = f"/troops/{world.tid}/tokens/{token['token_id']}"
         assert world.client.delete(url, headers=world.pat).status_code == 204
         assert world.auth.seats(world.setup.account.id).used == 0
         before = _state(world, (token["value"],))
         again = world.client.delete(url, headers=world.pat)
-        assert again.status_code == 404
+        assert again.status_code == 204
         assert _state(world, (token["value"],)) == before
+
+    def test_delete_of_no_token_is_404(self, world):
+        """Detaching a token id that does not exist, or is another account's,
+        is 404; a troop of another account is 404 too."""
+        other = make_account(world.auth)
+        theirs = world.auth.issue_token(other.owner, other.tid, Grant.parse("view"))
+        mine = world.issue()
+        before = snapshot(world.auth, [world.setup, other])
+        for url in (
+            f"/troops/{world.tid}/tokens/tok_nope",
+            f"/troops/{world.tid}/tokens/{theirs.token_id}",
+            f"/troops/{other.tid}/tokens/{theirs.token_id}",
+            f"/troops/{other.tid}/tokens/{mine['token_id']}",
+        ):
+            response = world.client.delete(url, headers=world.pat)
+            assert response.status_code == 404, url
+        assert snapshot(world.auth, [world.setup, other]) == before
+
+    def test_delete_of_a_revoked_token_is_204(self, world):
+        """A revoked token is detached from everything: DELETE answers 204."""
+        token = world.issue()
+        world.client.post(f"/tokens/{token['token_id']}/revoke", headers=world.pat)
+        url = f"/troops/{world.tid}/tokens/{token['token_id']}"
+        assert world.client.delete(url, headers=world.pat).status_code == 204
+
+    def test_delete_of_an_expired_attached_token_is_404(self, world):
+        """An expired token still attached to the troop is not detached by a
+        refused DELETE: 404, and it is still listed there."""
+        when = world.clock.now + timedelta(minutes=5)
+        token = world.issue(expires_at=when.isoformat())
+        world.clock.advance(minutes=5)
+        url = f"/troops/{world.tid}/tokens/{token['token_id']}"
+        assert world.client.delete(url, headers=world.pat).status_code == 404
+        listed = world.client.get(f"/troops/{world.tid}/tokens", headers=world.pat)
+        assert token["token_id"] in {t["token_id"] for t in listed.json()["tokens"]}
+
+    def test_second_delete_still_needs_manage(self, world):
+        """Detaching again with a token that cannot manage the troop: 403."""
+        token = world.issue()
+        url = f"/troops/{world.tid}/tokens/{token['token_id']}"
+        assert world.client.delete(url, headers=world.pat).status_code == 204
+        viewer = world.issue(permissions=("view",))
+        response = world.client.delete(url, headers=bearer(viewer["value"]))
+        assert response.status_code == 403
 
 
 class TestRotateRevoke:

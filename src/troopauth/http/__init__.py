@@ -7,10 +7,12 @@ its OpenAPI 3.1 document at ``/openapi.json``, RFC 7662 introspection at
 uvicorn over a SQLite file.
 
 This module only re-exports; each concern lives in a module of its own
-(``routes``, ``pages``, ``problems``, ``openapi``, ``bodies``, ``server``).
+(``routes``, ``pages``, ``problems``, ``openapi``, ``bodies``, ``scanning``,
+``server``).
 """
 
 try:
+    import cryptography as _cryptography  # noqa: F401 (secret-scanning signatures)
     import jinja2 as _jinja2  # noqa: F401 (checked here: the page needs it)
     import starlette as _starlette  # noqa: F401 (checked here: the app is one)
 except ImportError as exc:
@@ -22,6 +24,14 @@ from .app import DEFAULT_MAX_BODY as DEFAULT_MAX_BODY
 from .app import RefuseValuesInURL as RefuseValuesInURL
 from .app import create_app as create_app
 from .routes import ActorHook as ActorHook
+from .scanning import ScanningKeys as ScanningKeys
 from .server import serve as serve
 
-__all__ = ["DEFAULT_MAX_BODY", "ActorHook", "RefuseValuesInURL", "create_app", "serve"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "ActorHook",
+    "RefuseValuesInURL",
+    "ScanningKeys",
+    "create_app",
+    "serve",
+]

@@ -19,6 +19,7 @@ from ..errors import InvalidArgument
 from . import openapi, pages
 from .problems import HTTPProblem, problem_response
 from .routes import ActorHook, Api, api_routes
+from .scanning import ScanningKeys, SecretScanning
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app"]
 
@@ -92,6 +93,8 @@ def create_app(
     realm: str | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     page: bool = True,
+    seats_writable: bool = False,
+    secret_scanning_keys: ScanningKeys | None = None,
     debug: bool = False,
 ) -> Starlette:
     """The tokens surface over *auth* as a Starlette application.
@@ -107,6 +110,15 @@ def create_app(
     `Principal` from ``auth.member(account_id, member_id)``, or ``None`` (401).
     A bearer token, when sent, always wins. ``realm`` goes into the RFC 6750
     challenges; ``max_body`` caps request bodies (413 past it).
+
+    ``seats_writable=True`` lets the account's personal access token resize
+    its seat pool (``PUT /accounts/{account_id}/seats``); it is off by default,
+    since the seat count is usually what the host bills for.
+
+    ``secret_scanning_keys`` maps GitHub's secret-scanning key identifiers to
+    their PEM public keys (ECDSA P-256): ``POST /secret-scanning`` accepts
+    reports signed with one of them and disables each live value reported
+    (``report_leak``). Without keys every report is refused (401).
     """
     if not isinstance(auth, TroopAuth):
         raise InvalidArgument(f"auth must be a TroopAuth, not {type(auth).__name__}")
@@ -114,10 +126,20 @@ def create_app(
         raise InvalidArgument("actor_hook must be a callable taking the request")
     if type(max_body) is not int or max_body < 1:
         raise InvalidArgument("max_body must be a positive int")
-    api = Api(auth, actor_hook=actor_hook, realm=check_realm(realm), max_body=max_body)
+    if type(seats_writable) is not bool:
+        raise InvalidArgument("seats_writable must be a bool")
+    api = Api(
+        auth,
+        actor_hook=actor_hook,
+        realm=check_realm(realm),
+        max_body=max_body,
+        seats_writable=seats_writable,
+    )
+    scanning = SecretScanning(auth, secret_scanning_keys)
     routes: list[BaseRoute] = [
         Route("/openapi.json", openapi.endpoint, methods=["GET"]),
         *api_routes(api),
+        Route("/secret-scanning", scanning.endpoint, methods=["POST"]),
     ]
     if page:
         routes.extend(pages.page_routes())

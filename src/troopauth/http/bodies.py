@@ -9,15 +9,16 @@ The JSON shapes out are the ones the OpenAPI document describes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from starlette.requests import Request
 
 from ..errors import TroopAuthError
 from ..grant import Grant
-from ..models import AuditEvent, Principal, SeatPool, TokenInfo
+from ..models import Account, AuditEvent, Principal, SeatPool, TokenInfo, Troop
 from ..permission import Permission
 from ..scope import Scope
 from .problems import HTTPProblem
@@ -25,17 +26,38 @@ from .problems import HTTPProblem
 __all__ = [
     "GRANT_FIELDS",
     "ISSUE_FIELDS",
+    "POLICY_FIELDS",
     "event_json",
     "grant_json",
     "json_object",
+    "parse_capacity",
     "parse_grant",
     "parse_issue",
+    "parse_limit",
+    "parse_overlap",
+    "parse_policy",
+    "parse_within",
     "permission_words",
+    "policy_json",
     "principal_json",
     "read_body",
     "seats_json",
     "token_json",
+    "troop_json",
 ]
+
+#: The longest rotation overlap the facade accepts (7 days), in seconds.
+MAX_OVERLAP_SECONDS = 7 * 24 * 3600
+#: The longest ``within`` of the expiring listing (ten years), in seconds.
+MAX_WITHIN_SECONDS = 3650 * 24 * 3600
+#: The fields of a policy change.
+POLICY_FIELDS = frozenset({"max_token_lifetime_seconds", "require_expiry"})
+#: The longest max_token_lifetime the API sets (a hundred years), in seconds.
+MAX_LIFETIME_SECONDS = 100 * 365 * 24 * 3600
+#: The largest seat pool the API sets.
+MAX_SEATS = 1_000_000
+_WITHIN = re.compile(r"([0-9]{1,12})([smhdw]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 #: The fields of a grant object.
 GRANT_FIELDS = frozenset({"permissions", "scope"})
@@ -177,6 +199,70 @@ def parse_issue(value: dict[str, Any]) -> tuple[Grant, str, datetime | None]:
     return grant, name, when
 
 
+def _whole(value: object, where: str, low: int, high: int) -> int:
+    if type(value) is not int:
+        _invalid(f"{where} must be a whole number, not {_json_type(value)}")
+    if not low <= value <= high:
+        _invalid(f"{where} must be between {low} and {high}")
+    return value
+
+
+def parse_overlap(value: dict[str, Any]) -> timedelta:
+    """The overlap of a rotate request (``{"overlap_seconds": N}``, optional)."""
+    seconds = value.get("overlap_seconds", 0)
+    return timedelta(seconds=_whole(seconds, "overlap_seconds", 0, MAX_OVERLAP_SECONDS))
+
+
+def parse_capacity(value: dict[str, Any]) -> int:
+    """The capacity of a set-seats request (``{"capacity": N}``)."""
+    if "capacity" not in value:
+        _invalid("capacity is required")
+    return _whole(value["capacity"], "capacity", 0, MAX_SEATS)
+
+
+def parse_policy(value: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``set_policy`` a policy change gives (those left out
+    keep their value): ``max_token_lifetime_seconds`` (a whole number, or
+    ``null`` for no maximum) and ``require_expiry`` (a boolean)."""
+    keywords: dict[str, Any] = {}
+    if "max_token_lifetime_seconds" in value:
+        seconds = value["max_token_lifetime_seconds"]
+        keywords["max_token_lifetime"] = (
+            None
+            if seconds is None
+            else timedelta(
+                seconds=_whole(
+                    seconds, "max_token_lifetime_seconds", 1, MAX_LIFETIME_SECONDS
+                )
+            )
+        )
+    if "require_expiry" in value:
+        flag = value["require_expiry"]
+        if not isinstance(flag, bool):
+            _invalid(f"require_expiry must be a boolean, not {_json_type(flag)}")
+        keywords["require_expiry"] = flag
+    return keywords
+
+
+def parse_limit(text: str | None, largest: int) -> int | None:
+    """The ``limit`` query field: ``None``, or a whole number 1..*largest*."""
+    if text is None:
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        _invalid("limit must be a whole number")
+    return _whole(int(text), "limit", 1, largest)
+
+
+def parse_within(text: str) -> timedelta:
+    """The ``within`` query field: seconds (``3600``) or a number with a unit
+    (``90s``, ``30m``, ``12h``, ``7d``, ``2w``), at most ten years."""
+    match = _WITHIN.fullmatch(text) if text.isascii() else None
+    if match is None:
+        _invalid("within must be seconds or a number with s, m, h, d or w (7d)")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    return timedelta(seconds=_whole(seconds, "within", 0, MAX_WITHIN_SECONDS))
+
+
 # -- out ----------------------------------------------------------------------
 
 
@@ -208,6 +294,27 @@ def token_json(info: TokenInfo) -> dict[str, Any]:
         "grants": {troop: grant_json(g) for troop, g in sorted(grants.items())},
         "created_at": _when(info.created_at),
         "expires_at": _when(info.expires_at),
+        "revoked": info.revoked,
+    }
+
+
+def troop_json(troop: Troop) -> dict[str, Any]:
+    """A troop."""
+    return {
+        "troop_id": troop.id,
+        "name": troop.name,
+        "created_at": _when(troop.created_at),
+    }
+
+
+def policy_json(account: Account) -> dict[str, Any]:
+    """An account's token policy."""
+    lifetime = account.max_token_lifetime
+    return {
+        "max_token_lifetime_seconds": None
+        if lifetime is None
+        else int(lifetime.total_seconds()),
+        "require_expiry": account.require_expiry,
     }
 
 

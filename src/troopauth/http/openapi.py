@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..models import AuditAction
 from .problems import MEDIA_TYPE, PROBLEM_TYPES
 
 __all__ = ["document", "endpoint"]
@@ -68,9 +69,82 @@ def _schemas() -> dict[str, Any]:
                 },
                 "created_at": _WHEN,
                 "expires_at": {"oneOf": [_WHEN, {"type": "null"}]},
+                "revoked": {
+                    "type": "boolean",
+                    "description": "Revoked for good (only GET /tokens/{token_id} "
+                    "shows such a token).",
+                },
             }
         ),
-        "TokenList": _object({"tokens": {"type": "array", "items": _ref("Token")}}),
+        "TokenList": _object(
+            {
+                "tokens": {"type": "array", "items": _ref("Token")},
+                "next": {
+                    "type": ["string", "null"],
+                    "description": "Pass it as `after` to get the next page; "
+                    "null on the last page (and when no `limit` was given).",
+                },
+            }
+        ),
+        "Troop": _object(
+            {"troop_id": _ID, "name": {"type": "string"}, "created_at": _WHEN}
+        ),
+        "TroopList": _object({"troops": {"type": "array", "items": _ref("Troop")}}),
+        "Member": _object({"member_id": _ID, "grant": _ref("Grant")}),
+        "MemberList": _object({"members": {"type": "array", "items": _ref("Member")}}),
+        "ExpiringList": _object(
+            {
+                "within_seconds": {"type": "integer", "minimum": 0},
+                "tokens": {
+                    "type": "array",
+                    "items": _ref("Token"),
+                    "description": "Soonest to expire first.",
+                },
+            }
+        ),
+        "RotateRequest": _object(
+            {
+                "overlap_seconds": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 604800,
+                    "default": 0,
+                    "description": "How long the old value keeps working "
+                    "(at most 7 days); 0: it stops now.",
+                }
+            },
+            required=[],
+        ),
+        "Policy": _object(
+            {
+                "max_token_lifetime_seconds": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": 3153600000,
+                    "description": "Every troop token issued from now on "
+                    "expires within this; null: no maximum.",
+                },
+                "require_expiry": {
+                    "type": "boolean",
+                    "description": "Whether a troop token must be issued with "
+                    "an expires_at.",
+                },
+            }
+        ),
+        "PolicyChange": _object(
+            {
+                "max_token_lifetime_seconds": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": 3153600000,
+                },
+                "require_expiry": {"type": "boolean"},
+            },
+            required=[],
+        ),
+        "SeatsRequest": _object(
+            {"capacity": {"type": "integer", "minimum": 0, "maximum": 1000000}}
+        ),
         "IssuedToken": _object(
             {
                 "token_id": _ID,
@@ -108,17 +182,7 @@ def _schemas() -> dict[str, Any]:
                 "troop_id": {"type": ["string", "null"]},
                 "action": {
                     "type": "string",
-                    "enum": [
-                        "token.issue",
-                        "token.attach",
-                        "token.detach",
-                        "token.rotate",
-                        "token.revoke",
-                        "member.add",
-                        "member.remove",
-                        "pat.issue",
-                        "pat.replace",
-                    ],
+                    "enum": [action.value for action in AuditAction],
                 },
                 "actor": {"type": "string"},
                 "token_id": {"type": ["string", "null"]},
@@ -196,6 +260,42 @@ def _schemas() -> dict[str, Any]:
             },
             "else": {"maxProperties": 1},
         },
+        "LeakReport": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 5000,
+            "description": "GitHub's secret-scanning partner format.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "token": {"type": "string", "minLength": 1},
+                    "type": {"type": "string"},
+                    "url": {"type": "string"},
+                    "source": {"type": "string"},
+                },
+                "required": ["token", "type"],
+            },
+        },
+        "LeakFeedback": {
+            "type": "array",
+            "description": "One entry per reported match, in order.",
+            "items": _object(
+                {
+                    "token_hash": {
+                        "type": "string",
+                        "pattern": "^[0-9a-f]{64}$",
+                        "description": "SHA-256 (hex) of the reported value.",
+                    },
+                    "token_type": {"type": "string"},
+                    "label": {
+                        "type": "string",
+                        "enum": ["true_positive", "false_positive"],
+                        "description": "true_positive: a live token of this "
+                        "server held the value and is now revoked.",
+                    },
+                }
+            ),
+        },
         "Problem": _object(
             {
                 "type": {
@@ -212,10 +312,11 @@ def _schemas() -> dict[str, Any]:
 
 _DESCRIPTIONS = {
     400: "Bad request (a token value in the URL, among others).",
-    401: "No credentials, or not a live token (RFC 6750 challenge).",
+    401: "No credentials, not a live token (RFC 6750 challenge), or a report "
+    "that is unsigned or badly signed.",
     403: "The actor may not do this.",
     404: "No such troop, token, member or account (in the actor's account).",
-    409: "No free seat in the account's pool.",
+    409: "No free seat in the account's pool (or fewer seats than in use).",
     413: "The body is larger than the cap.",
     415: "The body's media type is not the one expected.",
     422: "Invalid input: malformed JSON, an unknown field, a wrong type.",
@@ -247,25 +348,27 @@ def _op(
     errors: tuple[int, ...],
     body: str | None = None,
     params: tuple[str, ...] = (),
+    query: tuple[dict[str, Any], ...] = (),
+    optional_body: bool = False,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": op_id,
         "summary": summary,
         "responses": {**ok, **_problems(400, *errors, 503)},
     }
-    if params:
+    if params or query:
         operation["parameters"] = [
             {"name": p, "in": "path", "required": True, "schema": _ID} for p in params
-        ]
+        ] + list(query)
     if body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": not optional_body,
             "content": {"application/json": {"schema": _ref(body)}},
         }
     return operation
 
 
-_READ = (401, 403, 404)
+_READ = (401, 403, 404, 422)
 _CHANGE = (401, 403, 404, 413, 415, 422)
 
 
@@ -281,13 +384,40 @@ def _paths() -> dict[str, Any]:
                 "whoAmI", "The caller's principal", _ok(200, "Principal", "Who"), (401,)
             )
         },
+        "/accounts/{account_id}/troops": {
+            "get": _op(
+                "listTroops",
+                "The account's troops, oldest first: every one for the personal "
+                "access token, else those the actor has MANAGE on the whole of",
+                _ok(200, "TroopList", "The troops"),
+                _READ,
+                params=account,
+            )
+        },
         "/troops/{troop_id}/tokens": {
             "get": _op(
                 "listTokens",
-                "The tokens attached to a troop (MANAGE on the whole troop)",
+                "The tokens attached to a troop (MANAGE on the whole troop), "
+                "a page at a time with `limit` and `after`",
                 _ok(200, "TokenList", "The tokens, oldest first; no values"),
                 _READ,
                 params=troop,
+                query=(
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "At most this many (all when left out).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "description": "The `next` of the previous page.",
+                        "schema": _ID,
+                    },
+                ),
             ),
             "post": _op(
                 "issueToken",
@@ -315,13 +445,26 @@ def _paths() -> dict[str, Any]:
                 params=troop_token,
             ),
         },
+        "/tokens/{token_id}": {
+            "get": _op(
+                "getToken",
+                "One token in any state, revoked included (the personal access "
+                "token, or MANAGE on the whole of every troop it is attached to)",
+                _ok(200, "Token", "The token; never its value"),
+                _READ,
+                params=token,
+            )
+        },
         "/tokens/{token_id}/rotate": {
             "post": _op(
                 "rotateToken",
-                "A new value for the token; the old one stops working now",
+                "A new value for the token; the old one stops working now, or "
+                "after `overlap_seconds`",
                 _ok(200, "IssuedToken", "The new value, this once"),
                 _CHANGE,
+                body="RotateRequest",
                 params=token,
+                optional_body=True,
             )
         },
         "/tokens/{token_id}/revoke": {
@@ -331,6 +474,16 @@ def _paths() -> dict[str, Any]:
                 _ok(204, None, "Revoked (revoking again changes nothing)"),
                 _CHANGE,
                 params=token,
+            )
+        },
+        "/troops/{troop_id}/members": {
+            "get": _op(
+                "listMembers",
+                "The troop's members and their grants, by member id (MANAGE on "
+                "the whole troop)",
+                _ok(200, "MemberList", "The members"),
+                _READ,
+                params=troop,
             )
         },
         "/troops/{troop_id}/members/{member_id}": {
@@ -357,6 +510,53 @@ def _paths() -> dict[str, Any]:
                 _ok(200, "SeatPool", "The pool now"),
                 _READ,
                 params=account,
+            ),
+            "put": _op(
+                "setSeats",
+                "Resize the seat pool (the personal access token, on a server "
+                "created with seats_writable=True); never below the seats in use",
+                _ok(200, "SeatPool", "The pool now"),
+                (*_CHANGE, 409),
+                body="SeatsRequest",
+                params=account,
+            ),
+        },
+        "/accounts/{account_id}/policy": {
+            "patch": _op(
+                "setPolicy",
+                "Change the account's token policy (personal access token "
+                "only); a field left out keeps its value, so an empty body "
+                "reads it. It applies to tokens issued from now on.",
+                _ok(200, "Policy", "The policy now"),
+                _CHANGE,
+                body="PolicyChange",
+                params=("account_id",),
+                optional_body=True,
+            )
+        },
+        "/accounts/{account_id}/expiring": {
+            "get": _op(
+                "expiringTokens",
+                "The account's live tokens that expire within `within` "
+                "(personal access token only)",
+                _ok(200, "ExpiringList", "Soonest first"),
+                _READ,
+                params=account,
+                query=(
+                    {
+                        "name": "within",
+                        "in": "query",
+                        "required": False,
+                        "description": "Seconds (`3600`), or a number with a "
+                        "unit s, m, h, d or w (`7d`); at most ten years. "
+                        "Default `7d`.",
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^[0-9]{1,12}[smhdw]?$",
+                            "default": "7d",
+                        },
+                    },
+                ),
             )
         },
         "/troops/{troop_id}/audit": {
@@ -414,6 +614,39 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     **_ok(200, "Introspection", "The token's state"),
                     **_problems(400, 401, 403, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/secret-scanning": {
+            "post": {
+                "operationId": "reportLeaks",
+                "summary": "GitHub secret-scanning partner reports",
+                "description": "Signed by GitHub (ECDSA P-256 SHA-256 over the "
+                "raw body; `Github-Public-Key-Identifier` names one of the keys "
+                "the host configured, `Github-Public-Key-Signature` is the "
+                "base64 DER signature). Each live value reported is revoked "
+                "through report_leak. Unsigned or badly signed: 401, nothing "
+                "revoked.",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": name,
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                    for name in (
+                        "Github-Public-Key-Identifier",
+                        "Github-Public-Key-Signature",
+                    )
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("LeakReport")}},
+                },
+                "responses": {
+                    **_ok(200, "LeakFeedback", "The feedback array"),
+                    **_problems(400, 401, 413, 422, 503),
                 },
             }
         },

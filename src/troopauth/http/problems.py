@@ -65,6 +65,7 @@ PROBLEM_TYPES: Final = _types(
     ProblemType("token-in-url", 400, "A token value is not accepted in a URL"),
     ProblemType("missing-token", 401, "Authentication required"),
     ProblemType("invalid-token", 401, "Invalid token"),
+    ProblemType("invalid-signature", 401, "Unsigned or badly signed report"),
     ProblemType("forbidden", 403, "Forbidden"),
     ProblemType("not-found", 404, "Not found"),
     ProblemType("method-not-allowed", 405, "Method not allowed"),

@@ -3,9 +3,14 @@
 The actor is the `Principal` of the request's ``Authorization: Bearer`` value
 (a personal access token or a troop token), or, without that header, whatever
 the host's ``actor_hook`` returns for the request (its own logged-in member).
-The facade judges every management call; the reads the facade offers without
-an actor (a troop's tokens and audit log) need ``MANAGE`` on the whole troop
-here, and the account reads (seats, the account log) an actor of that account.
+The facade judges every management call. The reads and account-level calls
+the facade leaves to the host (it takes no actor for them) are judged here, no
+actor seeing more than its grants already show it: a troop's tokens, members
+and audit log need ``MANAGE`` on the whole troop; one token, the PAT or
+``MANAGE`` on the whole of every troop it is attached to; the account's troops
+list all of them for the PAT and only the managed ones for anyone else; the
+seat pool any actor of the account; expiring tokens, the token policy and the
+account log the PAT; resizing the seat pool the PAT on an app that allows it.
 
 Every answer is ``Cache-Control: no-store``; every error is a problem body
 (:mod:`troopauth.http.problems`).
@@ -26,8 +31,8 @@ from starlette.routing import Route
 
 from ..asgi import MALFORMED, parse_authorization
 from ..auth import TroopAuth
-from ..errors import AccessDenied, InvalidToken, TroopAuthError
-from ..models import Kind, Principal
+from ..errors import AccessDenied, InvalidToken, NotFound, TroopAuthError
+from ..models import Kind, Principal, TokenInfo
 from ..permission import Permission
 from . import bodies
 from .problems import HTTPProblem, from_error
@@ -46,6 +51,12 @@ _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _SAME_SITE: Final = frozenset({"same-origin", "none"})
 _NO_FIELDS: Final = frozenset[str]()
 _GRANT_BODY: Final = frozenset({"grant"})
+_ROTATE_BODY: Final = frozenset({"overlap_seconds"})
+_SEATS_BODY: Final = frozenset({"capacity"})
+_PAGE_QUERY: Final = frozenset({"limit", "after"})
+_EXPIRING_QUERY: Final = frozenset({"within"})
+#: The largest page of a troop's tokens one request may ask for.
+MAX_PAGE: Final = 1000
 
 
 def _json(body: Any, status: int = 200) -> JSONResponse:
@@ -92,10 +103,12 @@ class Api:
         actor_hook: ActorHook | None,
         realm: str | None,
         max_body: int,
+        seats_writable: bool = False,
     ) -> None:
         self.auth = auth
         self.actor_hook = actor_hook
         self.max_body = max_body
+        self.seats_writable = seats_writable
         prefix = f'Bearer realm="{realm}"' if realm else "Bearer"
         self._missing = prefix
         sep = ", " if realm else " "
@@ -205,13 +218,125 @@ class Api:
         actor = await self.actor(request)
         return _json(bodies.principal_json(actor.principal))
 
+    @staticmethod
+    def query(request: Request, allowed: frozenset[str]) -> dict[str, str]:
+        """The query string's fields: each at most once, none unknown (422)."""
+        fields: dict[str, str] = {}
+        for key, value in request.query_params.multi_items():
+            if key not in allowed:
+                expected = ", ".join(sorted(allowed)) or "none"
+                raise HTTPProblem(
+                    "invalid-input",
+                    f"unknown query field {key[:40]!r}; expected some of: {expected}",
+                )
+            if key in fields:
+                raise HTTPProblem("invalid-input", f"{key} is given twice")
+            fields[key] = value
+        return fields
+
     async def list_tokens(self, request: Request) -> Response:
-        """``GET /troops/{troop_id}/tokens``."""
+        """``GET /troops/{troop_id}/tokens[?limit=N&after=TOKEN_ID]``: a page of
+        the troop's tokens, oldest first; ``next`` is the ``after`` of the next
+        page, ``null`` on the last one."""
         troop_id = request.path_params["troop_id"]
         actor = await self.actor(request)
         await self.require_manager(actor, troop_id)
-        tokens = await self.call(actor, self.auth.tokens, troop_id)
-        return _json({"tokens": [bodies.token_json(t) for t in tokens]})
+        query = self.query(request, _PAGE_QUERY)
+        limit = bodies.parse_limit(query.get("limit"), MAX_PAGE)
+        after = query.get("after")
+        if after is not None and not after:
+            raise HTTPProblem("invalid-input", "after must be a token id")
+        try:
+            tokens = await run_in_threadpool(
+                self.auth.tokens,
+                troop_id,
+                limit=None if limit is None else limit + 1,
+                after=after,
+            )
+        except NotFound:
+            # The troop was found above: what is missing is the cursor.
+            raise HTTPProblem(
+                "invalid-input", "after names no token of this account"
+            ) from None
+        except TroopAuthError as exc:
+            raise from_error(exc) from None
+        following = None
+        if limit is not None and len(tokens) > limit:
+            tokens = tokens[:limit]
+            following = tokens[-1].token_id
+        return _json(
+            {"tokens": [bodies.token_json(t) for t in tokens], "next": following}
+        )
+
+    async def troops(self, request: Request) -> Response:
+        """``GET /accounts/{account_id}/troops``: the PAT sees every troop;
+        another actor only those it has ``MANAGE`` on the whole of."""
+        account_id = request.path_params["account_id"]
+        actor = await self.actor(request)
+        self.same_account(actor, account_id)
+        troops = await self.call(actor, self.auth.troops, account_id)
+        if actor.principal.kind is not Kind.PERSONAL:
+            troops = [t for t in troops if await self.manages(actor, t.id)]
+        return _json({"troops": [bodies.troop_json(t) for t in troops]})
+
+    async def manages(self, actor: _Actor, troop_id: str) -> bool:
+        """Whether the actor has ``MANAGE`` on the whole troop."""
+        try:
+            await run_in_threadpool(
+                self.auth.authorize, actor.principal, troop_id, Permission.MANAGE
+            )
+        except (AccessDenied, NotFound):
+            return False
+        except TroopAuthError as exc:
+            raise from_error(exc) from None
+        return True
+
+    async def list_members(self, request: Request) -> Response:
+        """``GET /troops/{troop_id}/members`` (``MANAGE`` on the whole troop)."""
+        troop_id = request.path_params["troop_id"]
+        actor = await self.actor(request)
+        await self.require_manager(actor, troop_id)
+        members = await self.call(actor, self.auth.members, troop_id)
+        return _json(
+            {
+                "members": [
+                    {"member_id": m.member_id, "grant": bodies.grant_json(m.grant)}
+                    for m in members
+                ]
+            }
+        )
+
+    async def readable_token(self, actor: _Actor, token_id: str) -> TokenInfo:
+        """The token, for the PAT or an actor with ``MANAGE`` on the whole of
+        every troop it is attached to; 404 for none in the actor's account."""
+        try:
+            info = await run_in_threadpool(self.auth.token, token_id)
+        except NotFound:
+            raise HTTPProblem("not-found", f"no token {token_id!r}") from None
+        except TroopAuthError as exc:
+            raise from_error(exc) from None
+        if info.account_id != actor.principal.account_id:
+            raise HTTPProblem("not-found", f"no token {token_id!r}")
+        if actor.principal.kind is Kind.PERSONAL:
+            return info
+        if info.kind is Kind.TROOP and info.grants:
+            for troop_id in info.grants:
+                if not await self.manages(actor, troop_id):
+                    break
+            else:
+                return info
+        raise self.denied(
+            f"reading token {token_id!r} needs MANAGE on the whole of every "
+            "troop it is attached to, or the personal access token",
+            actor.bearer,
+        )
+
+    async def get_token(self, request: Request) -> Response:
+        """``GET /tokens/{token_id}``: one token in any state; never its value."""
+        token_id = request.path_params["token_id"]
+        actor = await self.actor(request)
+        info = await self.readable_token(actor, token_id)
+        return _json(bodies.token_json(info))
 
     async def issue(self, request: Request) -> Response:
         """``POST /troops/{troop_id}/tokens``: 201, the value once."""
@@ -254,15 +379,42 @@ class Api:
         token_id = request.path_params["token_id"]
         actor = await self.actor(request)
         await self.body(request, _NO_FIELDS)
-        await self.call(actor, self.auth.detach, actor.principal, token_id, troop_id)
+        try:
+            await run_in_threadpool(
+                self.auth.detach, actor.principal, token_id, troop_id
+            )
+        except NotFound as exc:
+            # Detached already (or revoked): the same answer, as long as the
+            # troop is the actor's to manage and the token exists. An expired
+            # token still attached here stays a 404: it was not detached.
+            await self.require_manager(actor, troop_id)
+            info = await self.existing_token(actor, token_id)
+            if troop_id in info.grants:
+                raise from_error(exc) from None
+        except AccessDenied as exc:
+            raise self.denied(str(exc), actor.bearer) from None
+        except TroopAuthError as exc:
+            raise from_error(exc) from None
         return _no_content()
+
+    async def existing_token(self, actor: _Actor, token_id: str) -> TokenInfo:
+        """The token *token_id* of the actor's account, in any state; else 404."""
+        try:
+            info = await run_in_threadpool(self.auth.token, token_id)
+        except TroopAuthError:
+            raise HTTPProblem("not-found", f"no token {token_id!r}") from None
+        if info.account_id != actor.principal.account_id:
+            raise HTTPProblem("not-found", f"no token {token_id!r}")
+        return info
 
     async def rotate(self, request: Request) -> Response:
         """``POST /tokens/{token_id}/rotate``: the new value once."""
         token_id = request.path_params["token_id"]
         actor = await self.actor(request)
-        await self.body(request, _NO_FIELDS)
-        issued = await self.call(actor, self.auth.rotate, actor.principal, token_id)
+        overlap = bodies.parse_overlap(await self.body(request, _ROTATE_BODY))
+        issued = await self.call(
+            actor, self.auth.rotate, actor.principal, token_id, overlap=overlap
+        )
         return _json(
             {"token_id": issued.token_id, "value": issued.value, "hint": issued.hint}
         )
@@ -308,6 +460,46 @@ class Api:
         pool = await self.call(actor, self.auth.seats, account_id)
         return _json(bodies.seats_json(pool))
 
+    async def set_seats(self, request: Request) -> Response:
+        """``PUT /accounts/{account_id}/seats``: resize the pool (the PAT, and
+        only when the host allows it: seats are usually what it bills)."""
+        actor, account_id = await self._account_owner(request, "resizing the pool")
+        if not self.seats_writable:
+            raise self.denied(
+                "this server does not let the seat pool be resized over HTTP",
+                actor.bearer,
+            )
+        capacity = bodies.parse_capacity(await self.body(request, _SEATS_BODY))
+        pool = await self.call(actor, self.auth.set_seats, account_id, capacity)
+        return _json(bodies.seats_json(pool))
+
+    async def set_policy(self, request: Request) -> Response:
+        """``PATCH /accounts/{account_id}/policy`` (PAT only): change the
+        account's token policy; a field left out keeps its value. The answer
+        is the policy now (an empty body changes nothing and reads it)."""
+        actor, account_id = await self._account_owner(
+            request, "the account's token policy"
+        )
+        keywords = bodies.parse_policy(await self.body(request, bodies.POLICY_FIELDS))
+        account = await self.call(actor, self.auth.set_policy, account_id, **keywords)
+        return _json(bodies.policy_json(account))
+
+    async def expiring(self, request: Request) -> Response:
+        """``GET /accounts/{account_id}/expiring?within=7d`` (PAT only): the
+        live tokens that expire within that, soonest first."""
+        actor, account_id = await self._account_owner(
+            request, "the account's expiring tokens"
+        )
+        query = self.query(request, _EXPIRING_QUERY)
+        within = bodies.parse_within(query.get("within", "7d"))
+        tokens = await self.call(actor, self.auth.expiring, account_id, within)
+        return _json(
+            {
+                "within_seconds": int(within.total_seconds()),
+                "tokens": [bodies.token_json(t) for t in tokens],
+            }
+        )
+
     async def troop_audit(self, request: Request) -> Response:
         """``GET /troops/{troop_id}/audit``: the troop's events, oldest first."""
         troop_id = request.path_params["troop_id"]
@@ -324,14 +516,14 @@ class Api:
         broken = await self.call(actor, self.auth.check_audit_log, troop_id)
         return _json({"intact": broken is None, "first_broken": broken})
 
-    async def _account_owner(self, request: Request) -> tuple[_Actor, str]:
+    async def _account_owner(
+        self, request: Request, what: str = "the account's own log"
+    ) -> tuple[_Actor, str]:
         account_id = request.path_params["account_id"]
         actor = await self.actor(request)
         self.same_account(actor, account_id)
         if actor.principal.kind is not Kind.PERSONAL:
-            raise self.denied(
-                "the account's own log needs the personal access token", actor.bearer
-            )
+            raise self.denied(f"{what} needs the personal access token", actor.bearer)
         return actor, account_id
 
     async def account_audit(self, request: Request) -> Response:
@@ -425,12 +617,15 @@ def api_routes(api: Api) -> list[Route]:
     """The JSON API's routes, relative to where the app is mounted."""
     return [
         Route("/me", api.me, methods=["GET"]),
+        Route("/accounts/{account_id}/troops", api.troops, methods=["GET"]),
         Route("/troops/{troop_id}/tokens", api.list_tokens, methods=["GET"]),
         Route("/troops/{troop_id}/tokens", api.issue, methods=["POST"]),
         Route("/troops/{troop_id}/tokens/{token_id}", api.attach, methods=["PUT"]),
         Route("/troops/{troop_id}/tokens/{token_id}", api.detach, methods=["DELETE"]),
+        Route("/tokens/{token_id}", api.get_token, methods=["GET"]),
         Route("/tokens/{token_id}/rotate", api.rotate, methods=["POST"]),
         Route("/tokens/{token_id}/revoke", api.revoke, methods=["POST"]),
+        Route("/troops/{troop_id}/members", api.list_members, methods=["GET"]),
         Route(
             "/troops/{troop_id}/members/{member_id}", api.put_member, methods=["PUT"]
         ),
@@ -440,6 +635,9 @@ def api_routes(api: Api) -> list[Route]:
             methods=["DELETE"],
         ),
         Route("/accounts/{account_id}/seats", api.seats, methods=["GET"]),
+        Route("/accounts/{account_id}/seats", api.set_seats, methods=["PUT"]),
+        Route("/accounts/{account_id}/expiring", api.expiring, methods=["GET"]),
+        Route("/accounts/{account_id}/policy", api.set_policy, methods=["PATCH"]),
         Route("/troops/{troop_id}/audit", api.troop_audit, methods=["GET"]),
         Route("/troops/{troop_id}/audit/check", api.troop_audit_check, methods=["GET"]),
         Route("/accounts/{account_id}/audit", api.account_audit, methods=["GET"]),

@@ -10,6 +10,11 @@
   const $ = (id) => document.getElementById(id);
   let me = null;
   let troopId = null;
+  // Pages of the troop's tokens: the `after` of each page seen so far.
+  let cursors = [null];
+  let nextCursor = null;
+
+  function pageSize() { return Number(document.body.dataset.pageSize) || 50; }
 
   function bearer() { return sessionStorage.getItem(KEY); }
 
@@ -68,11 +73,13 @@
 
   // -- dialogs ----------------------------------------------------------------
 
-  function confirmAction(title, text, label) {
+  function confirmAction(title, text, label, withOverlap) {
     const dialog = $("confirm");
     $("confirm-title").textContent = title;
     $("confirm-text").textContent = text;
     $("confirm-ok").textContent = label;
+    $("overlap-field").hidden = !withOverlap;
+    $("overlap").value = "0";
     return new Promise((resolve) => {
       const done = (answer) => () => {
         $("confirm-ok").onclick = null;
@@ -137,10 +144,35 @@
     $("login").classList.add("signed-in");
     notice("");
     const remembered = sessionStorage.getItem(TROOP);
+    await loadTroops(remembered);
     if (remembered) {
       $("troop-id").value = remembered;
       await openTroop(remembered);
     }
+  }
+
+  // The troops this caller may open, as a picker; typing an id stays possible
+  // when the list is refused or empty.
+  async function loadTroops(selected) {
+    let troops = [];
+    try {
+      troops = (await api("GET", "/accounts/" + encodeURIComponent(me.account_id) + "/troops")).troops;
+    } catch (_) {
+      troops = [];
+    }
+    const select = $("troop-select");
+    select.replaceChildren();
+    for (const troop of troops) {
+      const option = el("option", (troop.name || troop.troop_id) + " · " + troop.troop_id);
+      option.value = troop.troop_id;
+      select.appendChild(option);
+    }
+    const listed = troops.length > 0;
+    if (listed && selected && troops.some((t) => t.troop_id === selected)) select.value = selected;
+    select.hidden = !listed;
+    $("troop-select-label").hidden = !listed;
+    $("troop-id").hidden = listed;
+    $("troop-id-label").hidden = listed;
   }
 
   function signOut() {
@@ -148,6 +180,7 @@
     sessionStorage.removeItem(TROOP);
     me = null;
     troopId = null;
+    cursors = [null];
     $("whoami").hidden = true;
     $("pick").hidden = true;
     $("workspace").hidden = true;
@@ -159,6 +192,7 @@
 
   async function openTroop(id) {
     troopId = id;
+    cursors = [null];
     sessionStorage.setItem(TROOP, id);
     try {
       await refresh();
@@ -172,16 +206,87 @@
     notice("");
   }
 
+  function tokensPath() {
+    const after = cursors[cursors.length - 1];
+    let path = "/troops/" + encodeURIComponent(troopId) + "/tokens?limit=" + pageSize();
+    if (after) path += "&after=" + encodeURIComponent(after);
+    return path;
+  }
+
   async function refresh() {
-    const [tokens, seats, audit, check] = await Promise.all([
-      api("GET", "/troops/" + encodeURIComponent(troopId) + "/tokens"),
-      api("GET", "/accounts/" + encodeURIComponent(me.account_id) + "/seats"),
-      api("GET", "/troops/" + encodeURIComponent(troopId) + "/audit"),
-      api("GET", "/troops/" + encodeURIComponent(troopId) + "/audit/check"),
+    const troop = "/troops/" + encodeURIComponent(troopId);
+    const account = "/accounts/" + encodeURIComponent(me.account_id);
+    // The tokens that expire soon span every troop: the account's PAT only.
+    const owner = me.kind === "personal";
+    const [tokens, seats, audit, check, members, expiring] = await Promise.all([
+      api("GET", tokensPath()),
+      api("GET", account + "/seats"),
+      api("GET", troop + "/audit"),
+      api("GET", troop + "/audit/check"),
+      api("GET", troop + "/members"),
+      owner ? api("GET", account + "/expiring?within=7d") : Promise.resolve(null),
     ]);
+    if (tokens.tokens.length === 0 && cursors.length > 1) {
+      // The page emptied (its tokens revoked or detached): back to the first.
+      cursors = [null];
+      return refresh();
+    }
+    nextCursor = tokens.next;
     renderTokens(tokens.tokens);
+    renderPager();
     renderSeats(seats);
     renderAudit(audit.events, check);
+    renderMembers(members.members);
+    renderExpiring(expiring);
+  }
+
+  function renderExpiring(expiring) {
+    $("expiring-card").hidden = expiring === null;
+    if (expiring === null) return;
+    const body = $("expiring").tBodies[0];
+    body.replaceChildren();
+    for (const token of expiring.tokens) {
+      const row = document.createElement("tr");
+      row.dataset.expiringId = token.token_id;
+      const wrap = el("div");
+      wrap.append(el("span", token.name || "(unnamed)"), el("span", token.token_id, "token-id mono"));
+      cell(row, "Token", wrap);
+      cell(row, "Expires", when(token.expires_at)).className = "nowrap";
+      body.appendChild(row);
+    }
+    $("no-expiring").hidden = expiring.tokens.length > 0;
+    $("expiring").hidden = expiring.tokens.length === 0;
+  }
+
+  function renderPager() {
+    const paged = cursors.length > 1 || Boolean(nextCursor);
+    $("pager").hidden = !paged;
+    $("page-first").disabled = cursors.length === 1;
+    $("page-next").disabled = !nextCursor;
+    $("page-number").textContent = "Page " + cursors.length;
+  }
+
+  async function turnPage(cursor) {
+    cursors = cursor ? cursors.concat([cursor]) : [null];
+    try {
+      await refresh();
+    } catch (error) {
+      notice(error.message);
+    }
+  }
+
+  function renderMembers(members) {
+    const body = $("members").tBodies[0];
+    body.replaceChildren();
+    for (const member of members) {
+      const row = document.createElement("tr");
+      row.dataset.memberId = member.member_id;
+      cell(row, "Member", member.member_id);
+      cell(row, "Grant", el("span", grantText(member.grant), "grant"));
+      body.appendChild(row);
+    }
+    $("no-members").hidden = members.length > 0;
+    $("members").hidden = members.length === 0;
   }
 
   function renderSeats(seats) {
@@ -287,11 +392,17 @@
   async function rotateToken(token) {
     const ok = await confirmAction(
       "Rotate " + (token.name || token.token_id) + "?",
-      "A new value replaces the current one, which stops working at once. Everything using the token must be given the new value.",
+      "A new value replaces the current one, which stops working at once unless you keep it working a while below. Everything using the token must be given the new value.",
       "Rotate",
+      true,
     );
     if (!ok) return;
-    const issued = await run(() => api("POST", "/tokens/" + encodeURIComponent(token.token_id) + "/rotate"), "Token rotated; the old value no longer works.");
+    const overlap = Number($("overlap").value);
+    const body = overlap > 0 ? { overlap_seconds: overlap } : undefined;
+    const said = overlap > 0
+      ? "Token rotated; the old value keeps working " + $("overlap").selectedOptions[0].textContent + "."
+      : "Token rotated; the old value no longer works.";
+    const issued = await run(() => api("POST", "/tokens/" + encodeURIComponent(token.token_id) + "/rotate", body), said);
     if (issued) showSecret("Copy the rotated token", issued.value);
   }
 
@@ -319,9 +430,12 @@
   $("logout").addEventListener("click", signOut);
   $("pick").addEventListener("submit", (event) => {
     event.preventDefault();
-    const id = $("troop-id").value.trim();
+    const id = $("troop-select").hidden ? $("troop-id").value.trim() : $("troop-select").value;
     if (id) openTroop(id);
   });
+  $("troop-select").addEventListener("change", () => openTroop($("troop-select").value));
+  $("page-next").addEventListener("click", () => turnPage(nextCursor));
+  $("page-first").addEventListener("click", () => turnPage(null));
   $("issue-form").addEventListener("submit", issueToken);
   $("attach-form").addEventListener("submit", attachToken);
   $("copy").addEventListener("click", copySecret);
