@@ -4,6 +4,7 @@ accepted it can always read back, list, detach and revoke."""
 
 from __future__ import annotations
 
+import contextlib
 import string
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -325,6 +326,49 @@ class TestMalformedIds:
         s, live = world
         for call in _calls(s, live).values():
             _refusal(call, value)  # anything but a TroopAuthError propagates
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(value=non_text | st.text(max_size=50) | st.integers() | st.just(-1))
+    def test_every_other_argument(self, world: tuple[Any, Any], value: object) -> None:
+        """Any object as a grant, name, expiry, seat count, limit, window,
+        overlap, policy, permission or key of any public method: only
+        TroopAuthError escapes (a valid value may simply succeed)."""
+        s, live = world
+        auth: TroopAuth = s.auth
+        v: Any = value
+        calls = [
+            lambda: auth.create_account(seats=v),
+            lambda: auth.create_account(seats=1, audit_log=v),
+            lambda: auth.create_account(seats=1, max_token_lifetime=v),
+            lambda: auth.create_account(seats=1, require_expiry=v),
+            lambda: auth.issue_token(s.owner, s.tid, v),
+            lambda: auth.issue_token(s.owner, s.tid, EDIT, name=v),
+            lambda: auth.issue_token(s.owner, s.tid, EDIT, expires_at=v),
+            lambda: auth.attach(s.owner, live.token_id, s.tid, v),
+            lambda: auth.rotate(s.owner, live.token_id, overlap=v),
+            lambda: auth.add_member(s.owner, s.tid, "m", v),
+            lambda: auth.set_seats(s.account.id, v),
+            lambda: auth.set_policy(s.account.id, max_token_lifetime=v),
+            lambda: auth.set_policy(s.account.id, require_expiry=v),
+            lambda: auth.tokens(s.tid, limit=v),
+            lambda: auth.expiring(s.account.id, within=v),
+            lambda: auth.authorize(s.owner, s.tid, v),
+            lambda: auth.authorize(s.owner, s.tid, Permission.VIEW, v),
+            lambda: auth.verify(live.value, s.tid, v),
+            lambda: auth.verify(live.value, s.tid, Permission.EDIT, v),
+            lambda: auth.report_leak(v),
+            lambda: auth.authenticate(v),
+            lambda: auth.introspect(v),
+            lambda: auth.member(s.account.id, v),
+        ]
+        for call in calls:
+            with contextlib.suppress(TroopAuthError):
+                call()
+        auth.set_policy(s.account.id, max_token_lifetime=None, require_expiry=False)
 
 
 @st.composite
