@@ -3,8 +3,10 @@
 The app runs under uvicorn in a thread on a free port. A person signs in with
 the PAT, opens a troop, issues a token (the value shown once is read off the
 page and verified with the library), rotates it (the old value dies) and
-revokes it (the seat is freed on the page). Screenshots land in
-``docs/img/http-*.png``, which docs/http.md shows.
+revokes it (the seat is freed on the page). Every run takes the screenshots;
+they land in ``docs/img/http-*.png`` (which docs/http.md shows) only when
+``TROOPAUTH_SCREENSHOTS=1`` is set, so that an ordinary test run leaves the
+working tree as it was.
 
 Outside CI a machine without Chromium skips this test with the reason; under
 ``CI=true`` it fails instead (``.ci/run`` installs Chromium).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +31,11 @@ from ..helpers import Setup, make_account
 from .conftest import Live
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "img"
+IMAGES = (
+    ROOT / "docs" / "img"
+    if os.environ.get("TROOPAUTH_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="troopauth-screenshots-"))
+)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless",
