@@ -197,6 +197,7 @@ def _calls(s: Any, live: Any) -> dict[str, Callable[[object], object]]:
         "tokens(after)": lambda v: auth.tokens(s.tid, after=v),  # type: ignore[arg-type]
         "token(token_id)": auth.token,
         "troops(account_id)": auth.troops,
+        "account(account_id)": auth.account,
         "members(troop_id)": auth.members,
         "set_seats(account_id)": lambda v: auth.set_seats(v, 3),  # type: ignore[arg-type]
         "seats(account_id)": auth.seats,

@@ -23,6 +23,34 @@ from .helpers import grant, make_account
 EDIT = grant("edit", "key:deploy")
 
 
+class TestAccount:
+    """``account(account_id)``: the account as it is now."""
+
+    def test_reads_the_policy_and_the_pool(self, auth: TroopAuth) -> None:
+        """Capacity, audit log and token policy, as last set."""
+        from datetime import timedelta
+
+        s = make_account(auth, seats=2)
+        auth.set_seats(s.account.id, 4)
+        auth.set_policy(s.account.id, max_token_lifetime=timedelta(days=3))
+        account = auth.account(s.account.id)
+        assert (account.id, account.seats, account.audit_log) == (
+            s.account.id,
+            4,
+            True,
+        )
+        assert account.max_token_lifetime == timedelta(days=3)
+        assert account.require_expiry is False
+
+    def test_unknown_account(self, auth: TroopAuth) -> None:
+        """An account that does not exist is NotFound; a malformed id is
+        InvalidArgument."""
+        with pytest.raises(NotFound):
+            auth.account("acct_nope")
+        with pytest.raises(InvalidArgument):
+            auth.account("")
+
+
 class TestTroops:
     """``troops(account_id)``."""
 

@@ -524,6 +524,15 @@ class TroopAuth:
         with self._store.transaction(_account_id(account_id), write=False) as tx:
             return core.expiring(tx, within, now)
 
+    def account(self, account_id: str) -> Account:
+        """An account as it is now: its seat pool's capacity, whether it keeps
+        its audit log, and its token policy (a host read, no actor)."""
+        with self._store.transaction(_account_id(account_id), write=False) as tx:
+            record = tx.get_account()
+            if record is None:
+                raise NotFound(f"no account {account_id!r}")
+            return record.public()
+
     def troops(self, account_id: str) -> list[Troop]:
         """Every troop of an account, oldest first."""
         with self._store.transaction(_account_id(account_id), write=False) as tx:

@@ -125,6 +125,21 @@ class TestOneToken:
         response = world.client.get(f"/tokens/{alone.token_id}", headers=manager)
         assert response.status_code == 403
 
+    def test_last_used_is_shown(self, world):
+        """A token verified since is listed with its last use (once the
+        library has written it), and null before."""
+        token = world.issue(name="ci")
+        url = f"/tokens/{token['token_id']}"
+        assert world.client.get(url, headers=world.pat).json()["last_used_at"] is None
+        world.auth.verify(token["value"], world.tid, Permission.VIEW)
+        world.auth.flush_last_used()
+        body = world.client.get(url, headers=world.pat).json()
+        assert body["last_used_at"] == world.clock.now.isoformat()
+        listed = world.client.get(f"/troops/{world.tid}/tokens", headers=world.pat)
+        assert [t["last_used_at"] for t in listed.json()["tokens"]] == [
+            world.clock.now.isoformat()
+        ]
+
     def test_unknown_and_foreign_tokens_are_404(self, world):
         """An unknown id and another account's token: 404 alike."""
         other = make_account(world.auth)

@@ -294,6 +294,7 @@ def token_json(info: TokenInfo) -> dict[str, Any]:
         "grants": {troop: grant_json(g) for troop, g in sorted(grants.items())},
         "created_at": _when(info.created_at),
         "expires_at": _when(info.expires_at),
+        "last_used_at": _when(info.last_used_at),
         "revoked": info.revoked,
     }
 

@@ -69,6 +69,12 @@ def _schemas() -> dict[str, Any]:
                 },
                 "created_at": _WHEN,
                 "expires_at": {"oneOf": [_WHEN, {"type": "null"}]},
+                "last_used_at": {
+                    "oneOf": [_WHEN, {"type": "null"}],
+                    "description": "When a verify or authentication with it last "
+                    "succeeded, to within the library's last_used_interval "
+                    "(default 60 s); null: never, or not recorded.",
+                },
                 "revoked": {
                     "type": "boolean",
                     "description": "Revoked for good (only GET /tokens/{token_id} "

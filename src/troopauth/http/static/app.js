@@ -311,6 +311,7 @@
       cell(row, "Hint", el("code", token.hint));
       cell(row, "Grant", el("span", grantText(token.grants[troopId]), "grant"));
       cell(row, "Expires", when(token.expires_at));
+      cell(row, "Last used", token.last_used_at ? when(token.last_used_at) : "not yet");
       const actions = cell(row, "", "");
       actions.className = "actions";
       const rotate = el("button", "Rotate", "small");
