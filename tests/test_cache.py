@@ -380,3 +380,68 @@ def test_a_forked_child_has_a_feed_of_its_own(tmp_path: Path) -> None:
     os.close(go_write)
     cache.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _terminate_listener(dsn: str, application_name: str) -> int:
+    """pg_terminate_backend on the feed's connection; how many were ended."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return sum(1 for (ended,) in rows if ended)
+
+
+def test_a_killed_listener_never_lets_a_revoked_value_through(
+    postgres_dsn: str, postgres_schema: str, postgres_pool: Any
+) -> None:
+    """The listener's connection is terminated while another store revokes:
+    no verify that starts max_staleness after the revoke returned accepts the
+    value, and the feed comes back (healthy, filling again) on its own."""
+    from troopauth.postgres import PostgresStore
+
+    PostgresStore(pool=postgres_pool, schema=postgres_schema).close()
+    empty_postgres_schema(postgres_pool, postgres_schema)
+    cache = CachedStore(
+        PostgresStore(postgres_dsn, schema=postgres_schema, max_size=2),
+        max_staleness=STALENESS,
+    )
+    writer_store = PostgresStore(postgres_dsn, schema=postgres_schema, max_size=2)
+    try:
+        eventually(lambda: cache.healthy, "the feed never became healthy")
+        auth, writer = TroopAuth(cache), TroopAuth(writer_store)
+        setup = make_account(writer)
+        token, _ = issue(writer, setup.owner, setup.tid, grant("view"))
+        auth.verify(token.value, setup.tid, Permission.VIEW)
+        assert digest(token.value) in cache._entries
+        sub: Any = cache._sub
+        assert _terminate_listener(postgres_dsn, sub.application_name) == 1
+        writer.revoke(setup.owner, token.token_id)
+        bound = time.monotonic() + STALENESS.total_seconds()
+        checked = 0
+        while time.monotonic() < bound + 0.5:
+            started = time.monotonic()
+            outcome = refused(auth, token.value, setup.tid)
+            if started >= bound:
+                assert outcome, "a revoked value was accepted past max_staleness"
+                checked += 1
+        assert checked > 0
+        eventually(lambda: cache.healthy, "the feed never came back")
+        live, _ = issue(writer, setup.owner, setup.tid, grant("view"))
+
+        def fills() -> bool:
+            auth.verify(live.value, setup.tid, Permission.VIEW)
+            return digest(live.value) in cache._entries
+
+        eventually(fills, "the cache never fills again after the reconnect")
+        writer.revoke(setup.owner, live.token_id)
+        eventually(
+            lambda: refused(auth, live.value, setup.tid),
+            "the feed delivers nothing after the reconnect",
+        )
+    finally:
+        cache.close()
+        writer_store.close()
