@@ -36,8 +36,6 @@ STALENESS = timedelta(milliseconds=300)
 #: How long a wait loop may take before the test fails (a generous deadline).
 PATIENCE = 20.0
 
-Opener = Callable[[], Store]
-
 
 def eventually(check: Callable[[], bool], what: str) -> None:
     """Wait until *check* holds, or fail after PATIENCE seconds."""
@@ -64,10 +62,35 @@ def past_the_bound(since: float) -> None:
         time.sleep(left + 0.001)
 
 
+class Opener:
+    """Opens plain stores and caches on one shared database."""
+
+    def __init__(self, make: Callable[[], Store]) -> None:
+        self._make = make
+        self.opened: list[Store] = []
+
+    def __call__(self) -> Store:
+        """A plain store object on the shared database."""
+        store = self._make()
+        self.opened.append(store)
+        return store
+
+    def cached(self, **kwargs: Any) -> CachedStore:
+        """A CachedStore over a new store object, its feed already healthy."""
+        cache = CachedStore(self._make(), max_staleness=STALENESS, **kwargs)
+        self.opened.append(cache)
+        eventually(lambda: cache.healthy, "the feed never became healthy")
+        return cache
+
+    def close(self) -> None:
+        """Close everything opened here, newest first."""
+        for store in reversed(self.opened):
+            store.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens plain stores on one shared database (closed at the end)."""
-    opened: list[Store] = []
+    """Opens stores on one shared database (closed at the end)."""
     if request.param == "sqlite":
         path = tmp_path / "fleet.db"
 
@@ -85,21 +108,11 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         def make() -> Store:
             return PostgresStore(dsn, schema=schema, min_size=0, max_size=2)
 
-    def open_one() -> Store:
-        store = make()
-        opened.append(store)
-        return store
-
-    yield open_one
-    for store in reversed(opened):
-        store.close()
-
-
-def cached(opener: Opener, **kwargs: Any) -> CachedStore:
-    """A CachedStore over a new store object, its feed already healthy."""
-    cache = CachedStore(opener(), max_staleness=STALENESS, **kwargs)
-    eventually(lambda: cache.healthy, "the feed never became healthy")
-    return cache
+    opened = Opener(make)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def test_a_store_without_a_feed_is_refused() -> None:
@@ -119,7 +132,7 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
 
 def test_hits_are_kept_and_misses_never(opener: Opener) -> None:
     """A successful verify fills the cache; unknown values leave it empty."""
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache)
     setup = make_account(auth)
     token, _ = issue(auth, setup.owner, setup.tid, grant("view"))
@@ -140,7 +153,7 @@ def test_hits_are_kept_and_misses_never(opener: Opener) -> None:
 def test_a_local_change_is_seen_before_the_call_returns(opener: Opener) -> None:
     """Read-your-writes: revoke, rotate and detach through the cached facade
     are refused at once, with no wait for the feed."""
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache)
     setup = make_account(auth, troops=2)
     other_troop = setup.troops[1].id
@@ -168,7 +181,7 @@ def test_a_change_elsewhere_is_refused_within_the_bound(
     """A revoke/rotate/detach/leak report/PAT replacement through another store
     object is refused by the cache once max_staleness has passed since it
     returned (and, with a healthy feed, usually much sooner)."""
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache)
     writer = TroopAuth(opener())
     setup = make_account(writer)
@@ -204,7 +217,7 @@ def test_a_change_elsewhere_is_refused_within_the_bound(
 
 def test_a_new_troop_reaches_the_cached_pat(opener: Opener) -> None:
     """A troop created elsewhere is reachable by the cached PAT (its grants grew)."""
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache)
     writer = TroopAuth(opener())
     setup = make_account(writer)
@@ -227,7 +240,7 @@ def test_a_new_troop_reaches_the_cached_pat(opener: Opener) -> None:
 def test_a_rolled_back_change_evicts_nothing(opener: Opener) -> None:
     """A transaction that raises publishes nothing: the cached record stays
     while a committed change after it is delivered."""
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache)
     writer_store = opener()
     writer = TroopAuth(writer_store)
@@ -257,7 +270,7 @@ def test_an_unparseable_feed_message_empties_the_cache(
     opener: Opener, request: pytest.FixtureRequest
 ) -> None:
     """A feed message that cannot be parsed is never ignored: the cache empties."""
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache)
     setup = make_account(auth)
     token, _ = issue(auth, setup.owner, setup.tid, grant("view"))
@@ -279,7 +292,7 @@ def test_an_unparseable_feed_message_empties_the_cache(
 def test_a_silent_feed_makes_the_cache_read_through(opener: Opener) -> None:
     """With the feed stopped, the cache empties itself once max_staleness has
     passed and answers from the store: a revoke elsewhere is refused."""
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache)
     writer = TroopAuth(opener())
     setup = make_account(writer)
@@ -300,7 +313,7 @@ def test_a_silent_feed_makes_the_cache_read_through(opener: Opener) -> None:
 def test_expiry_is_checked_on_every_verify(opener: Opener) -> None:
     """A cached token is refused once its expiry passes, with no change at all."""
     clock = FrozenClock()
-    cache = cached(opener)
+    cache = opener.cached()
     auth = TroopAuth(cache, clock=clock)
     setup = make_account(auth)
     expires = clock.now + timedelta(minutes=5)
@@ -313,7 +326,7 @@ def test_expiry_is_checked_on_every_verify(opener: Opener) -> None:
 
 def test_the_cache_is_bounded(opener: Opener) -> None:
     """At most max_entries records are kept; the oldest filled goes first."""
-    cache = cached(opener, max_entries=2)
+    cache = opener.cached(max_entries=2)
     auth = TroopAuth(cache)
     setup = make_account(auth, seats=5)
     values = [issue(auth, setup.owner, setup.tid, grant("view"))[0] for _ in "abc"]
@@ -326,7 +339,7 @@ def test_the_cache_is_bounded(opener: Opener) -> None:
 
 def test_close_closes_the_inner_store(opener: Opener) -> None:
     """close() stops the feed and closes the inner store."""
-    cache = cached(opener)
+    cache = opener.cached()
     sub = cache._sub
     cache.close()
     assert cache._sub is None

@@ -479,6 +479,8 @@ class PostgresStore(ClosingStore):
         ).encode()
         self._pid = os.getpid()
         self._is_closed = False
+        #: Change-feed listeners started here: closed with the store.
+        self._feeds: weakref.WeakSet[_Listener] = weakref.WeakSet()
         self.lookup = self._lookup
         self._owns_pool = pool is None
         if pool is None:
@@ -783,6 +785,7 @@ class PostgresStore(ClosingStore):
         if os.getpid() != self._pid:
             raise StoreError("this PostgresStore was opened in another process")
         feed = _Listener(self, listener, heartbeat)
+        self._feeds.add(feed)
         feed.start()
         return feed
 
@@ -791,6 +794,9 @@ class PostgresStore(ClosingStore):
         if self._is_closed:
             return
         self._is_closed = True
+        if os.getpid() == self._pid:
+            for feed in list(self._feeds):
+                feed.close()
         if self._owns_pool and os.getpid() == self._pid:
             self._pool.close()
 

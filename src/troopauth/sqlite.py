@@ -356,6 +356,8 @@ class SQLiteStore(ClosingStore):
         self._open: set[sqlite3.Connection] = set()
         self._guard = threading.Lock()
         self._is_closed = False
+        #: Change-feed pollers started here: closed with the store.
+        self._feeds: weakref.WeakSet[_Poller] = weakref.WeakSet()
         _OPEN_STORES.add(self)
         try:
             _create_private(self._path)
@@ -552,11 +554,15 @@ class SQLiteStore(ClosingStore):
         if self._is_closed:
             raise StoreError("the store is closed")
         poller = _Poller(self, listener, min(FEED_POLL, heartbeat))
+        self._feeds.add(poller)
         poller.start()
         return poller
 
     def close(self) -> None:
-        """Close every connection this store opened, in any thread."""
+        """Close every connection this store opened, in any thread, and stop
+        its change-feed pollers."""
+        for poller in list(self._feeds):
+            poller.close()
         with self._guard:
             self._is_closed = True
             connections, self._open = self._open, set()
