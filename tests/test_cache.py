@@ -458,3 +458,45 @@ def test_a_killed_listener_never_lets_a_revoked_value_through(
     finally:
         cache.close()
         writer_store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_never_ends_the_parents_listener(
+    postgres_dsn: str, postgres_schema: str, postgres_pool: Any
+) -> None:
+    """A child forked after a PostgreSQL cache started never uses the parent's
+    listener, and closing what it inherited (as its exit would) leaves the
+    parent's listener connection alive: the same backend, still healthy."""
+    from troopauth import postgres
+
+    postgres.PostgresStore(pool=postgres_pool, schema=postgres_schema).close()
+    cache = CachedStore(
+        postgres.PostgresStore(postgres_dsn, schema=postgres_schema, max_size=2),
+        max_staleness=STALENESS,
+    )
+    try:
+        eventually(lambda: cache.healthy, "the feed never became healthy")
+        sub: Any = cache._sub
+        backend = sub._conn.info.backend_pid
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child reports through its exit code)
+            code = 1
+            try:
+                fresh = cache._sub is None and not cache.healthy and len(cache) == 0
+                for conn in postgres._INHERITED:
+                    conn.close()  # what the child's exit would do
+                cache.close()
+                code = 0 if fresh else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        exited = time.monotonic()
+        eventually(
+            lambda: cache._fresh_until - STALENESS.total_seconds() > exited,
+            "the parent's feed sent no heartbeat after the child exited",
+        )
+        assert sub._conn is not None
+        assert sub._conn.info.backend_pid == backend, "the listener had to reconnect"
+    finally:
+        cache.close()

@@ -1116,6 +1116,8 @@ class _Listener:
                         "reconnecting",
                         str(exc).partition("\n")[0],
                     )
+            except Exception:  # a listener's bug: no heartbeat, then retry
+                log.exception("the PostgreSQL change feed failed; reconnecting")
             self._close_conn()
             stop.wait(backoff)
             backoff = min(backoff * 2, 1.0)
@@ -1129,11 +1131,23 @@ class _Listener:
 
     def _forget(self) -> None:
         """In a forked child: the thread is gone and the connection is the
-        parent's (closing it would end the parent's session): keep it aside."""
+        parent's. Closing it here would send the server a goodbye on the
+        parent's socket and end the parent's session; so the child's copy of
+        the socket is pointed at /dev/null first (whatever the child does
+        with it, at exit included, never reaches the server), and the
+        connection kept aside."""
         self._stop.set()
-        if self._conn is not None:
-            _INHERITED.append(self._conn)
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with suppress(OSError, psycopg.Error):
+            fd = conn.pgconn.socket
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        _INHERITED.append(conn)
 
     def close(self) -> None:
         """Stop the thread (within one heartbeat) and close its connection."""

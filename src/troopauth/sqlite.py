@@ -660,6 +660,10 @@ class _Poller:
                 log.warning("the SQLite change feed failed: %s; reconnecting", exc)
                 self._close_conn()
                 conn = None
+            except Exception:  # a listener's bug: no heartbeat, then retry
+                log.exception("the SQLite change feed failed; reconnecting")
+                self._close_conn()
+                conn = None
             stop.wait(self._every)
         self._close_conn()
 
