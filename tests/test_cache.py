@@ -500,3 +500,65 @@ def test_a_forked_child_never_ends_the_parents_listener(
         assert sub._conn.info.backend_pid == backend, "the listener had to reconnect"
     finally:
         cache.close()
+
+
+def test_a_gap_in_the_sqlite_feed_empties_the_cache(tmp_path: Path) -> None:
+    """Rows pruned before the poller read them (a gap in the sequence) empty
+    the cache: the poller cannot know what it missed."""
+    path = tmp_path / "gap.db"
+    cache = CachedStore(SQLiteStore(path), max_staleness=STALENESS)
+    try:
+        eventually(lambda: cache.healthy, "the feed never became healthy")
+        auth = TroopAuth(cache)
+        setup = make_account(auth)
+        token, _ = issue(auth, setup.owner, setup.tid, grant("view"))
+        auth.verify(token.value, setup.tid, Permission.VIEW)
+        assert digest(token.value) in cache._entries
+        unrelated = [bytes([n]) * 32 for n in range(3)]
+        with sqlite3.connect(path) as conn:  # one commit: the poller sees a gap
+            conn.executemany(
+                "INSERT INTO changes (digest) VALUES (?)", [(d,) for d in unrelated]
+            )
+            conn.execute(
+                "DELETE FROM changes WHERE seq < (SELECT max(seq) FROM changes)"
+            )
+        eventually(lambda: len(cache) == 0, "the gap was not noticed")
+    finally:
+        cache.close()
+
+
+def test_a_change_too_big_for_one_notify_resets(
+    postgres_dsn: str, postgres_schema: str, postgres_pool: Any
+) -> None:
+    """A transaction replacing more tokens than one NOTIFY payload can name
+    sends a reset: the whole cache empties, unrelated tokens included."""
+    from troopauth.postgres import PostgresStore
+
+    PostgresStore(pool=postgres_pool, schema=postgres_schema).close()
+    empty_postgres_schema(postgres_pool, postgres_schema)
+    cache = CachedStore(
+        PostgresStore(postgres_dsn, schema=postgres_schema, max_size=2),
+        max_staleness=STALENESS,
+    )
+    writer_store = PostgresStore(postgres_dsn, schema=postgres_schema, max_size=2)
+    try:
+        eventually(lambda: cache.healthy, "the feed never became healthy")
+        auth, writer = TroopAuth(cache), TroopAuth(writer_store)
+        setup = make_account(writer, seats=200)
+        kept, _ = issue(writer, setup.owner, setup.tid, grant("view"))
+        many = [
+            writer.issue_token(setup.owner, setup.tid, grant("view")).token_id
+            for _ in range(130)
+        ]
+        auth.verify(kept.value, setup.tid, Permission.VIEW)
+        assert digest(kept.value) in cache._entries
+        with writer_store.transaction(setup.account.id) as tx:
+            for token_id in many:
+                record = tx.get_token(token_id)
+                assert record is not None
+                tx.put_token(attrs.evolve(record, name="renamed"))
+        eventually(lambda: len(cache) == 0, "an oversized change did not reset")
+        auth.verify(kept.value, setup.tid, Permission.VIEW)
+    finally:
+        cache.close()
+        writer_store.close()
