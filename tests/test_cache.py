@@ -3,6 +3,7 @@ every change made anywhere within ``max_staleness``, and fails safe."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -562,3 +563,83 @@ def test_a_change_too_big_for_one_notify_resets(
     finally:
         cache.close()
         writer_store.close()
+
+
+class _Plain:
+    """A transaction that does not say what it published (no ``changed``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.account_id = inner.account_id
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "changed":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class _QuietAdapter:
+    """A third party's store with a feed whose transactions list nothing."""
+
+    cheap_lookup = False
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.lookup = inner.lookup
+        self.subscribe = inner.subscribe
+        self.troop_account = inner.troop_account
+        self.token_account = inner.token_account
+        self.close = inner.close
+
+    @contextlib.contextmanager
+    def transaction(self, account_id: str, *, write: bool = True) -> Iterator[Any]:
+        """The SQLite transaction, without its ``changed`` list."""
+        with self.inner.transaction(account_id, write=write) as tx:
+            yield _Plain(tx)
+
+
+def test_read_your_writes_without_a_changed_list(tmp_path: Path) -> None:
+    """Over an adapter whose transactions do not list what they published,
+    the cache reads each replaced token first and still evicts at once."""
+    inner = SQLiteStore(tmp_path / "quiet.db")
+    adapter: Any = _QuietAdapter(inner)
+    cache = CachedStore(adapter, max_staleness=timedelta(hours=1))
+    try:
+        eventually(lambda: cache.healthy, "the feed never became healthy")
+        inner_subscription = cache._sub
+        assert inner_subscription is not None
+        inner_subscription.close()  # no help from the feed: only the cache itself
+        auth = TroopAuth(cache)
+        setup = make_account(auth)
+        token, _ = issue(auth, setup.owner, setup.tid, grant("view"))
+        auth.verify(token.value, setup.tid, Permission.VIEW)
+        assert cache.healthy
+        assert digest(token.value) in cache._entries
+        auth.revoke(setup.owner, token.token_id)
+        assert refused(auth, token.value, setup.tid)
+    finally:
+        cache.close()
+
+
+def test_the_sqlite_change_log_is_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change log keeps about its newest FEED_KEEP rows, never more than
+    FEED_KEEP plus one pruning interval."""
+    from troopauth import sqlite
+
+    monkeypatch.setattr(sqlite, "FEED_KEEP", 10)
+    monkeypatch.setattr(sqlite, "_FEED_PRUNE_EVERY", 4)
+    path = tmp_path / "pruned.db"
+    with SQLiteStore(path) as store:
+        auth = TroopAuth(store)
+        setup = make_account(auth, seats=60)
+        for _ in range(50):
+            issued = auth.issue_token(setup.owner, setup.tid, grant("view"))
+            auth.revoke(setup.owner, issued.token_id)
+        with sqlite3.connect(path) as conn:
+            count, newest = conn.execute(
+                "SELECT count(*), max(seq) FROM changes"
+            ).fetchone()
+    assert newest >= 50
+    assert count <= 10 + 4

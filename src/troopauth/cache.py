@@ -216,12 +216,18 @@ class CachedStore(ClosingStore):
             with self._inner.transaction(account_id, write=False) as tx:
                 yield tx
             return
-        watched = _Watched()
         with self._inner.transaction(account_id, write=True) as tx:
-            watched.inner = tx
-            yield watched  # type: ignore[misc]  # a Transaction by delegation
-        if watched.digests:
-            self.changed(watched.digests)
+            published = getattr(tx, "changed", None)
+            if isinstance(published, list):
+                # The adapter says what it published: no extra read.
+                yield tx
+                digests: list[bytes] = published
+            else:
+                watched = _Watched(tx)
+                yield watched  # type: ignore[misc]  # a Transaction by delegation
+                digests = watched.digests
+        if digests:
+            self.changed(digests)
 
     def troop_account(self, troop_id: str) -> str | None:
         """The inner store's answer."""
@@ -253,11 +259,11 @@ class CachedStore(ClosingStore):
 
 
 class _Watched:
-    """A write transaction that notes the digests of every token it replaces."""
+    """A write transaction that notes the digests of every token it replaces
+    (for an adapter whose transaction does not list them in ``changed``)."""
 
-    inner: Any
-
-    def __init__(self) -> None:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
         self.digests: list[bytes] = []
 
     def __getattr__(self, name: str) -> Any:

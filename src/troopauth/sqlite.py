@@ -736,6 +736,8 @@ class _SQLiteTransaction:
     def __init__(self, conn: sqlite3.Connection, account_id: str) -> None:
         self._c = conn
         self.account_id = account_id
+        #: The digests replaced tokens answered to (what the feed published).
+        self.changed: list[bytes] = []
 
     def _one(self, sql: str, *args: object) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self._c.execute(sql, args).fetchone()
@@ -963,6 +965,9 @@ class _SQLiteTransaction:
                 "INSERT INTO changes (digest, prev_digest) VALUES (?, ?)",
                 (old[1], old[2]),
             ).lastrowid
+            self.changed.append(old[1])
+            if old[2] is not None:
+                self.changed.append(old[2])
             if seq is not None and seq % _FEED_PRUNE_EVERY == 0:
                 self._c.execute(
                     "DELETE FROM changes WHERE seq <= ?", (seq - FEED_KEEP,)

@@ -330,6 +330,10 @@ class ChangeFeed(Protocol):
       not (a lost connection, an error): silence is how a subscriber learns
       that the feed is down;
     * after (re)connecting, the feed sends `reset` before its first `alive`.
+
+    A write transaction may list what it published in a ``changed``
+    attribute (a list of digests, filled by ``put_token``); the cache then
+    evicts those at commit without reading each replaced token first.
     """
 
     def subscribe(self, listener: FeedListener, *, heartbeat: float) -> Subscription:
