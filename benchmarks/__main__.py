@@ -3,7 +3,9 @@
 Sections: ``peers`` (verify against the floor, PyJWT, itsdangerous, casbin),
 ``scale`` (verify and memory per adapter up to a million tokens), ``writes``
 (issue, rotate, revoke; several processes), ``middleware`` (ASGI overhead),
-``listings`` (scope parsing, a troop's tokens listed and paged).
+``listings`` (scope parsing, a troop's tokens listed and paged), ``fleet``
+(verify through CachedStore against MemoryStore; how soon a revoke in one
+process is refused by 4 others).
 Default: all of them. ``--quick`` runs each in seconds; ``--json PATH`` keeps
 every figure, ``--plot PATH`` draws the scale figure. ``benchmarks/README.md``
 says what each measures; ``python -m benchmarks.verify`` is the older verify
@@ -21,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from . import listings, middleware, peers, scale, writes
+from . import fleet, listings, middleware, peers, scale, writes
 from ._common import Phases, machine, print_machine, source_digest, table
 from .options import parse
 
@@ -31,6 +33,7 @@ _MODULES = {
     "writes": writes,
     "middleware": middleware,
     "listings": listings,
+    "fleet": fleet,
 }
 
 

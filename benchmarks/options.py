@@ -10,7 +10,7 @@ import attrs
 from ._common import DEFAULT_SCHEMA, postgres_default
 
 #: The sections of ``python -m benchmarks``, in the order they run.
-SECTIONS = ("peers", "scale", "writes", "middleware", "listings")
+SECTIONS = ("peers", "scale", "writes", "middleware", "listings", "fleet")
 
 
 @attrs.frozen

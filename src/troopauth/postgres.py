@@ -20,8 +20,12 @@ so that processes opening at once migrate it once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -52,12 +56,19 @@ from .serialization import converter
 from .store import (
     AccountRecord,
     ClosingStore,
+    FeedListener,
     MemberRecord,
     TokenRecord,
     TroopRecord,
 )
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+log = logging.getLogger("troopauth")
+
+#: The longest NOTIFY payload the feed sends (PostgreSQL's limit is 8,000
+#: bytes); a change naming more digests is sent as a reset.
+FEED_MAX_PAYLOAD = 7_900
 
 #: The newest schema version this troopauth knows.
 SCHEMA_VERSION: Final = 2
@@ -222,7 +233,11 @@ _STATEMENTS = {
     # One statement, one round trip: the row and its attachments index. The
     # index changes only if the row did (a token id of another account
     # updates nothing, and the count says so).
-    "put_token": "WITH up AS (INSERT INTO {s}.tokens ({token}) "
+    # The old row's digests come back too (the CTEs share one snapshot, so
+    # ``old`` sees the row as it was): the change feed publishes them.
+    "put_token": "WITH old AS (SELECT digest, prev_digest FROM {s}.tokens "
+    "WHERE id = %(id)s AND account_id = %(account_id)s), "
+    "up AS (INSERT INTO {s}.tokens ({token}) "
     "VALUES (%(id)s, %(account_id)s, %(kind)s, %(digest)s, %(hint)s, "
     "%(name)s, %(created_at)s, %(expires_at)s, %(grants)s, %(revoked)s, "
     "%(seated)s, %(generation)s, %(prev_digest)s, %(prev_expires_at)s) "
@@ -238,7 +253,8 @@ _STATEMENTS = {
     "added AS (INSERT INTO {s}.attachments (troop_id, token_id, created_at) "
     "SELECT troop, up.id, %(created_at)s FROM up, unnest(%(troops)s::text[]) AS troop "
     "ON CONFLICT DO NOTHING) "
-    "SELECT count(*) FROM up",
+    "SELECT count(*), (SELECT digest FROM old), (SELECT prev_digest FROM old) "
+    "FROM up",
     # The row and its troop index in one round trip, like put_token.
     "put_member": "WITH up AS (INSERT INTO {s}.members (account_id, id, grants) "
     "VALUES (%(account_id)s, %(id)s, %(grants)s) "
@@ -463,6 +479,8 @@ class PostgresStore(ClosingStore):
         ).encode()
         self._pid = os.getpid()
         self._is_closed = False
+        #: Change-feed listeners started here: closed with the store.
+        self._feeds: weakref.WeakSet[_Listener] = weakref.WeakSet()
         self.lookup = self._lookup
         self._owns_pool = pool is None
         if pool is None:
@@ -489,6 +507,14 @@ class PostgresStore(ClosingStore):
                 pool.close()
                 raise _failure("connection", exc) from None
         self._pool: ConnectionPool[Any] = pool
+        # What the change feed's own connection is opened with.
+        conninfo = pool.conninfo
+        kwargs = pool.kwargs
+        self._conninfo: str = conninfo() if callable(conninfo) else conninfo
+        self._conn_kwargs: dict[str, Any] = dict(
+            (kwargs() if callable(kwargs) else kwargs) or {}
+        )
+        self._channel = _feed_channel(self._schema)
         try:
             self._migrate()
         except BaseException:
@@ -499,6 +525,11 @@ class PostgresStore(ClosingStore):
     def schema(self) -> str:
         """The PostgreSQL schema that holds troopauth's tables."""
         return self._schema
+
+    @property
+    def feed_channel(self) -> str:
+        """The ``LISTEN``/``NOTIFY`` channel of this schema's change feed."""
+        return self._channel
 
     # -- connections ---------------------------------------------------------------
 
@@ -704,6 +735,16 @@ class PostgresStore(ClosingStore):
                 # A statement failed and someone swallowed the error: the
                 # transaction is aborted and must not look committed.
                 raise StoreError("PostgreSQL transaction failed; nothing was changed")
+            if tx.changed:
+                # The change feed: delivered by PostgreSQL at COMMIT, never
+                # for a transaction that rolls back.
+                try:
+                    conn.execute(
+                        b"SELECT pg_notify(%s, %s)",
+                        (self._channel, feed_payload(tx.changed)),
+                    )
+                except psycopg.Error as exc:
+                    raise _failure("change feed", exc) from None
             try:
                 status = conn.execute(b"COMMIT").statusmessage
             except psycopg.Error as exc:
@@ -734,11 +775,28 @@ class PostgresStore(ClosingStore):
         finally:
             self._put(conn, restore)
 
+    def subscribe(self, listener: FeedListener, *, heartbeat: float) -> _Listener:
+        """The change feed: a thread on a connection of its own (not pooled)
+        that listens (``LISTEN``) on `feed_channel`, and proves itself every
+        *heartbeat* seconds with a ``SELECT 1`` round trip. A lost connection
+        is reopened; the listener is then reset (NOTIFY is not replayed)."""
+        if self._is_closed:
+            raise StoreError("the store is closed")
+        if os.getpid() != self._pid:
+            raise StoreError("this PostgresStore was opened in another process")
+        feed = _Listener(self, listener, heartbeat)
+        self._feeds.add(feed)
+        feed.start()
+        return feed
+
     def close(self) -> None:
         """Release the store; close the pool if the store made it."""
         if self._is_closed:
             return
         self._is_closed = True
+        if os.getpid() == self._pid:
+            for feed in list(self._feeds):
+                feed.close()
         if self._owns_pool and os.getpid() == self._pid:
             self._pool.close()
 
@@ -764,6 +822,8 @@ class _PostgresTransaction:
         # it, and put_account keeps this copy current (read-your-writes).
         self._account = account
         self._account_read = account is not None
+        #: The digests replaced tokens answered to: the change feed's payload.
+        self.changed: list[bytes] = []
 
     def _exec(self, query: bytes, params: Any) -> _Cursor:
         try:
@@ -894,6 +954,10 @@ class _PostgresTransaction:
         ).fetchone()
         if row is None or row[0] != 1:
             raise StoreError(f"token {record.id!r} belongs to another account")
+        if row[1] is not None:
+            self.changed.append(bytes(row[1]))
+            if row[2] is not None:
+                self.changed.append(bytes(row[2]))
 
     def put_member(self, record: MemberRecord) -> None:
         if record.grants:
@@ -922,3 +986,171 @@ class _PostgresTransaction:
             self._q.append_audit,
             (log, event.seq, event.account_id, Jsonb(converter.unstructure(event))),
         )
+
+
+# -- the change feed ---------------------------------------------------------------
+
+
+def _feed_channel(schema: str) -> str:
+    """The NOTIFY channel of a schema (an identifier of at most 63 bytes)."""
+    name = f"troopauth_feed_{schema}"
+    if len(name) <= 63:
+        return name
+    return f"troopauth_feed_{hashlib.sha256(schema.encode()).hexdigest()[:32]}"
+
+
+def feed_payload(digests: list[bytes]) -> str:
+    """A NOTIFY payload: ``d`` and the digests in hex, or ``reset`` when they
+    would not fit."""
+    text = "d " + " ".join(d.hex() for d in dict.fromkeys(digests))
+    return text if len(text) <= FEED_MAX_PAYLOAD else "reset"
+
+
+def parse_feed_payload(text: str) -> list[bytes] | None:
+    """The digests a payload names; ``None`` for a reset or anything that
+    cannot be parsed (both mean: forget everything)."""
+    kind, _, rest = text.partition(" ")
+    if kind != "d":
+        return None
+    found = []
+    for word in rest.split(" "):
+        if len(word) != 64:
+            return None
+        try:
+            found.append(bytes.fromhex(word))
+        except ValueError:
+            return None
+    return found
+
+
+#: Feed listeners of this process, so that a fork can forget them in the child.
+_LISTENERS: weakref.WeakSet[_Listener] = weakref.WeakSet()
+#: Listener connections a forked child inherited: never used, never closed.
+_INHERITED: list[Any] = []
+
+
+def _forget_listeners_in_child() -> None:
+    for feed in list(_LISTENERS):
+        feed._forget()
+
+
+os.register_at_fork(after_in_child=_forget_listeners_in_child)
+
+
+class _Listener:
+    """One PostgreSQL change-feed reader: a thread and a connection of its own."""
+
+    def __init__(
+        self, store: PostgresStore, listener: FeedListener, heartbeat: float
+    ) -> None:
+        self._store = store
+        self._listener = listener
+        self._heartbeat = heartbeat
+        self._stop = threading.Event()
+        self._conn: _Connection | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="troopauth-postgres-feed", daemon=True
+        )
+        _LISTENERS.add(self)
+
+    @property
+    def application_name(self) -> str:
+        """How the listener's connection names itself in pg_stat_activity."""
+        return f"troopauth-feed {self._store.schema}"[:63]
+
+    def start(self) -> None:
+        """Start listening."""
+        self._thread.start()
+
+    def _connect(self) -> _Connection:
+        store = self._store
+        kwargs = {
+            **store._conn_kwargs,
+            "autocommit": True,
+            "application_name": self.application_name,
+            "connect_timeout": max(1, round(store._timeout)),
+        }
+        conn: _Connection = psycopg.connect(store._conninfo, **kwargs)
+        try:
+            channel = sql.Identifier(store.feed_channel)
+            conn.execute(sql.SQL("LISTEN {}").format(channel))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _deliver(self, payload: str) -> None:
+        digests = parse_feed_payload(payload)
+        if digests is None:
+            if payload != "reset":
+                log.warning("a change-feed message cannot be parsed: resetting")
+            self._listener.reset()
+        else:
+            self._listener.changed(digests)
+
+    def _run(self) -> None:
+        listener, stop, channel = self._listener, self._stop, self._store.feed_channel
+        backoff = 0.05
+        while not stop.is_set():
+            try:
+                conn = self._connect()
+                # NOTIFY is not replayed: what happened before LISTEN is lost.
+                listener.reset()
+                backoff = 0.05
+                while not stop.is_set():
+                    since = time.monotonic()
+                    conn.execute(b"SELECT 1")
+                    # Notifications that came with the reply (or before it).
+                    for note in conn.notifies(timeout=0):
+                        if note.channel == channel:
+                            self._deliver(note.payload)
+                    listener.alive(since)
+                    for note in conn.notifies(timeout=self._heartbeat):
+                        if note.channel == channel:
+                            self._deliver(note.payload)
+            except psycopg.Error as exc:
+                if not stop.is_set():
+                    log.warning(
+                        "the PostgreSQL change feed lost its connection (%s); "
+                        "reconnecting",
+                        str(exc).partition("\n")[0],
+                    )
+            except Exception:  # a listener's bug: no heartbeat, then retry
+                log.exception("the PostgreSQL change feed failed; reconnecting")
+            self._close_conn()
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 1.0)
+        self._close_conn()
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(psycopg.Error):
+                conn.close()
+
+    def _forget(self) -> None:
+        """In a forked child: the thread is gone and the connection is the
+        parent's. Closing it here would send the server a goodbye on the
+        parent's socket and end the parent's session; so the child's copy of
+        the socket is pointed at /dev/null first (whatever the child does
+        with it, at exit included, never reaches the server), and the
+        connection kept aside."""
+        self._stop.set()
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with suppress(OSError, psycopg.Error):
+            fd = conn.pgconn.socket
+            null = os.open(os.devnull, os.O_RDWR)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
+        _INHERITED.append(conn)
+
+    def close(self) -> None:
+        """Stop the thread (within one heartbeat) and close its connection."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()

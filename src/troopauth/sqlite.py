@@ -10,9 +10,11 @@ versioned and migrated when the store opens.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,12 +31,24 @@ from .serialization import converter
 from .store import (
     AccountRecord,
     ClosingStore,
+    FeedListener,
     MemberRecord,
     TokenRecord,
     TroopRecord,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+log = logging.getLogger("troopauth")
+
+#: The change feed keeps at least this many of its newest rows; older ones are
+#: pruned (a reader that fell further behind sees a gap and resets).
+FEED_KEEP = 10_000
+#: Prune the change feed every this many rows.
+_FEED_PRUNE_EVERY = 256
+#: How often a feed reader polls (seconds) at most: a change reaches every
+#: process within about this, plus the time to read it.
+FEED_POLL = 0.005
 
 SCHEMA_VERSION = 3
 
@@ -127,8 +141,10 @@ CREATE INDEX tokens_seated_expiry ON tokens(account_id, expires_ts)
     # since the epoch: exact, and immutable). A troop's members: an index row
     # per (troop, member), like attachments. The rows are filled in Python.
     # And the account's token policy (its maximum lifetime in microseconds),
-    # a rotation overlap's previous digest (indexed: a lookup finds it), and
-    # when each token was last used (microseconds since the epoch).
+    # a rotation overlap's previous digest (indexed: a lookup finds it),
+    # when each token was last used (microseconds since the epoch), and the
+    # change feed: one row per replaced token, naming the digests its old
+    # record answered to (AUTOINCREMENT: a sequence number is never reused).
     3: """
 CREATE TABLE attachments_by_age (
     troop_id TEXT NOT NULL,
@@ -152,6 +168,11 @@ ALTER TABLE tokens ADD COLUMN prev_expires_at TEXT;
 ALTER TABLE tokens ADD COLUMN last_used_us INTEGER;
 CREATE UNIQUE INDEX tokens_prev_digest ON tokens(prev_digest)
     WHERE prev_digest IS NOT NULL;
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    digest BLOB,
+    prev_digest BLOB
+);
 """,
 }
 
@@ -335,6 +356,8 @@ class SQLiteStore(ClosingStore):
         self._open: set[sqlite3.Connection] = set()
         self._guard = threading.Lock()
         self._is_closed = False
+        #: Change-feed pollers started here: closed with the store.
+        self._feeds: weakref.WeakSet[_Poller] = weakref.WeakSet()
         _OPEN_STORES.add(self)
         try:
             _create_private(self._path)
@@ -524,8 +547,22 @@ class SQLiteStore(ClosingStore):
             raise StoreError(f"SQLite last-use stamp failed: {exc}") from None
         self._give(pair)
 
+    def subscribe(self, listener: FeedListener, *, heartbeat: float) -> _Poller:
+        """The change feed: a thread that polls the ``changes`` table (first
+        ``PRAGMA data_version``, which costs no read when nothing changed)
+        every `FEED_POLL` seconds at most, on a connection of its own."""
+        if self._is_closed:
+            raise StoreError("the store is closed")
+        poller = _Poller(self, listener, min(FEED_POLL, heartbeat))
+        self._feeds.add(poller)
+        poller.start()
+        return poller
+
     def close(self) -> None:
-        """Close every connection this store opened, in any thread."""
+        """Close every connection this store opened, in any thread, and stop
+        its change-feed pollers."""
+        for poller in list(self._feeds):
+            poller.close()
         with self._guard:
             self._is_closed = True
             connections, self._open = self._open, set()
@@ -535,6 +572,135 @@ class SQLiteStore(ClosingStore):
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
+
+
+#: Feed readers of this process, so that a fork can forget them in the child.
+_POLLERS: weakref.WeakSet[_Poller] = weakref.WeakSet()
+
+
+def _forget_pollers_in_child() -> None:
+    for poller in list(_POLLERS):
+        poller._forget()
+
+
+os.register_at_fork(after_in_child=_forget_pollers_in_child)
+
+
+def parse_change(row: tuple[Any, ...]) -> list[bytes] | None:
+    """The digests a change-feed row names, or None if it cannot be parsed."""
+    digests = []
+    for i, value in enumerate(row):
+        if value is None and i > 0:
+            continue
+        if not isinstance(value, bytes) or len(value) != 32:
+            return None
+        digests.append(value)
+    return digests
+
+
+class _Poller:
+    """One SQLite change-feed reader: a thread and a connection of its own."""
+
+    def __init__(self, store: SQLiteStore, listener: FeedListener, every: float):
+        self._store = store
+        self._listener = listener
+        self._every = every
+        self._stop = threading.Event()
+        self._conn: sqlite3.Connection | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="troopauth-sqlite-feed", daemon=True
+        )
+        _POLLERS.add(self)
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+
+    def _open(self) -> tuple[sqlite3.Connection, int]:
+        conn = sqlite3.connect(
+            self._store._path,
+            timeout=self._store._timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn, int(row[0])
+
+    def _run(self) -> None:
+        listener, stop = self._listener, self._stop
+        conn: sqlite3.Connection | None = None
+        last = 0
+        version: object = None
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn, last = self._open()
+                    version = None
+                    # Whatever happened before we started to read: forget it.
+                    listener.reset()
+                since = time.monotonic()
+                now_version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if now_version != version:
+                    version = now_version
+                    rows = conn.execute(
+                        "SELECT seq, digest, prev_digest FROM changes "
+                        "WHERE seq > ? ORDER BY seq",
+                        (last,),
+                    ).fetchall()
+                    if rows:
+                        last = self._deliver(rows, last)
+                listener.alive(since)
+            except sqlite3.Error as exc:
+                log.warning("the SQLite change feed failed: %s; reconnecting", exc)
+                self._close_conn()
+                conn = None
+            except Exception:  # a listener's bug: no heartbeat, then retry
+                log.exception("the SQLite change feed failed; reconnecting")
+                self._close_conn()
+                conn = None
+            stop.wait(self._every)
+        self._close_conn()
+
+    def _deliver(self, rows: list[tuple[Any, ...]], last: int) -> int:
+        """Hand the new rows to the listener; the last sequence number read."""
+        if rows[0][0] != last + 1:
+            # rows were pruned before this reader saw them
+            self._listener.reset()
+            return int(rows[-1][0])
+        digests: list[bytes] = []
+        for row in rows:
+            found = parse_change(row[1:])
+            if found is None:
+                log.warning("a SQLite change-feed row cannot be parsed: resetting")
+                self._listener.reset()
+                return int(rows[-1][0])
+            digests += found
+        self._listener.changed(digests)
+        return int(rows[-1][0])
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _forget(self) -> None:
+        """In a forked child: the thread is gone; never touch the connection."""
+        self._stop.set()
+        if self._conn is not None:
+            _INHERITED.append(self._conn)
+            self._conn = None
+
+    def close(self) -> None:
+        """Stop the thread and close its connection."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
 
 
 def _quiet_rollback(conn: sqlite3.Connection) -> bool:
@@ -570,6 +736,8 @@ class _SQLiteTransaction:
     def __init__(self, conn: sqlite3.Connection, account_id: str) -> None:
         self._c = conn
         self.account_id = account_id
+        #: The digests replaced tokens answered to (what the feed published).
+        self.changed: list[bytes] = []
 
     def _one(self, sql: str, *args: object) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self._c.execute(sql, args).fetchone()
@@ -741,7 +909,9 @@ class _SQLiteTransaction:
         )
 
     def put_token(self, record: TokenRecord) -> None:
-        old = self._one("SELECT grants FROM tokens WHERE id = ?", record.id)
+        old = self._one(
+            "SELECT grants, digest, prev_digest FROM tokens WHERE id = ?", record.id
+        )
         old_troops = set() if old is None else set(json.loads(old[0]))
         prev_at = record.prev_expires_at
         try:
@@ -787,6 +957,21 @@ class _SQLiteTransaction:
             "INSERT INTO attachments VALUES (?, ?, ?)",
             [(t, record.id, age) for t in new_troops - old_troops],
         )
+        if old is not None:
+            # The change feed, in this transaction: the digests the old record
+            # answered to. (A new token needs no row: nobody can hold it in a
+            # cache, which never keeps a miss.)
+            seq = self._c.execute(
+                "INSERT INTO changes (digest, prev_digest) VALUES (?, ?)",
+                (old[1], old[2]),
+            ).lastrowid
+            self.changed.append(old[1])
+            if old[2] is not None:
+                self.changed.append(old[2])
+            if seq is not None and seq % _FEED_PRUNE_EVERY == 0:
+                self._c.execute(
+                    "DELETE FROM changes WHERE seq <= ?", (seq - FEED_KEEP,)
+                )
 
     def put_member(self, record: MemberRecord) -> None:
         old = self._one(

@@ -8,7 +8,7 @@ checks an adapter against the rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
@@ -23,10 +23,13 @@ __all__ = [
     "GENESIS",
     "NO_GRANTS",
     "AccountRecord",
+    "ChangeFeed",
     "ClosingStore",
+    "FeedListener",
     "MemberRecord",
     "RecordsLastUse",
     "Store",
+    "Subscription",
     "TokenRecord",
     "Transaction",
     "TroopRecord",
@@ -285,6 +288,57 @@ class RecordsLastUse(Protocol):
         transaction, no audit event: a stamp is not a change of the token.
         The facade calls it from a background thread, at most once per token
         per interval."""
+
+
+class FeedListener(Protocol):
+    """**Protocol:** what a :class:`ChangeFeed` delivers to, from its own
+    background thread. The three calls may come in any order but never at
+    once (one thread delivers)."""
+
+    def changed(self, digests: Collection[bytes]) -> None:
+        """These digests' records changed (or are gone): forget them."""
+
+    def reset(self) -> None:
+        """Something changed that cannot be narrowed to digests (a reconnect,
+        a gap, a message that cannot be parsed): forget everything."""
+
+    def alive(self, since: float) -> None:
+        """Every change committed before ``time.monotonic()`` was *since* has
+        been delivered (by `changed` or `reset`) before this call."""
+
+
+class Subscription(Protocol):
+    """**Protocol:** a running feed; :meth:`close` stops its thread."""
+
+    def close(self) -> None:
+        """Stop delivering and release the feed's thread and connection."""
+
+
+class ChangeFeed(Protocol):
+    """**Protocol:** a store that publishes its committed token changes (an
+    optional part of :class:`Store`; `troopauth.cache.CachedStore` needs it).
+
+    The contract an adapter keeps:
+
+    * every ``put_token`` that replaces a stored token publishes the digests
+      the old record answered to (``digest`` and any ``prev_digest``) **in
+      the same transaction**: a committed change is always published, a
+      rolled-back one never;
+    * where a change cannot be narrowed to digests, the feed sends `reset`;
+    * a subscriber's thread calls `FeedListener.alive` at least every
+      *heartbeat* seconds while the feed is healthy, and never while it is
+      not (a lost connection, an error): silence is how a subscriber learns
+      that the feed is down;
+    * after (re)connecting, the feed sends `reset` before its first `alive`.
+
+    A write transaction may list what it published in a ``changed``
+    attribute (a list of digests, filled by ``put_token``); the cache then
+    evicts those at commit without reading each replaced token first.
+    """
+
+    def subscribe(self, listener: FeedListener, *, heartbeat: float) -> Subscription:
+        """Start a background thread delivering this store's changes to
+        *listener*; `Subscription.close` stops it."""
 
 
 class ClosingStore:

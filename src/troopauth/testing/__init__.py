@@ -27,6 +27,10 @@ of its own:
   the last seat, two accounts committing side by side, a store object that
   must re-read what another one changed;
 * durability (``_durability``) and the store's lifecycle (``_lifecycle``);
+* the change feed (``_feed``), for an adapter that offers one
+  (``subscribe``): a replaced token's digests are published at commit and
+  never for a rolled-back transaction; a heartbeat comes only after what was
+  committed before it was delivered;
 * a Hypothesis state machine (``_stateful``) that drives the adapter and
   :class:`~troopauth.MemoryStore` with the same operations and compares
   everything observable.
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 from ._atomicity import AtomicityTests
 from ._durability import DurabilityTests
+from ._feed import FeedTests
 from ._helpers import Capabilities as Capabilities
 from ._helpers import FrozenClock as FrozenClock
 from ._isolation import IsolationTests
@@ -67,6 +72,7 @@ class StoreContract(
     AtomicityTests,
     IsolationTests,
     DurabilityTests,
+    FeedTests,
     LifecycleTests,
     StatefulTests,
 ):
