@@ -151,6 +151,29 @@ def test_hits_are_kept_and_misses_never(opener: Opener) -> None:
     )
 
 
+def test_garbage_never_reaches_the_inner_store(opener: Opener) -> None:
+    """A value of the right shape whose checksum is wrong is refused before
+    the inner store is asked; a cached hit is answered from memory alone."""
+    cache = opener.cached()
+    auth = TroopAuth(cache)
+    setup = make_account(auth)
+    token, _ = issue(auth, setup.owner, setup.tid, grant("view"))
+    auth.verify(token.value, setup.tid, Permission.VIEW)  # now cached
+    asked: list[bytes] = []
+    inner = cache._inner
+    real = inner.lookup
+
+    def counting(wanted: bytes) -> Any:
+        asked.append(wanted)
+        return real(wanted)
+
+    inner.lookup = counting  # type: ignore[method-assign]
+    garbage = token.value[:-1] + ("A" if token.value[-1] != "A" else "B")
+    assert refused(auth, garbage, setup.tid)
+    auth.verify(token.value, setup.tid, Permission.VIEW)
+    assert asked == []
+
+
 def test_a_local_change_is_seen_before_the_call_returns(opener: Opener) -> None:
     """Read-your-writes: revoke, rotate and detach through the cached facade
     are refused at once, with no wait for the feed."""

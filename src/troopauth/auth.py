@@ -97,7 +97,13 @@ def _make_verify(
     that never expire; no allocation on success (the principal is stored).
     """
     length, prefix, max_key = VALUE_LENGTH, PREFIX, MAX_KEY_LENGTH
-    lookup = store.lookup
+    # A store with a memory-only ``peek`` (CachedStore) is asked that first;
+    # the checksum, which costs as much as a whole in-memory verify, is then
+    # checked only on a miss, before the store is asked properly.
+    peek: Callable[[bytes], TokenRecord | None] | None = getattr(store, "peek", None)
+    check_first = check_checksum and peek is None
+    check_on_miss = check_checksum and peek is not None
+    lookup = store.lookup if peek is None else peek
 
     def verify(
         value: str, troop_id: str, permission: Permission, key: str | None = None
@@ -107,13 +113,16 @@ def _make_verify(
                 raise InvalidToken
             if not value.isascii():
                 raise InvalidToken
-            if check_checksum and not has_valid_checksum(value):
+            if check_first and not has_valid_checksum(value):
                 raise InvalidToken
             wanted = sha256(value.encode()).digest()
             token = lookup(wanted)
             if token is None:
+                if check_on_miss and not has_valid_checksum(value):
+                    raise InvalidToken
                 # A miss: if the store swapped its lookup since (MemoryStore
-                # does on close()), ask the current one, which may raise.
+                # does on close()), or only peeked, ask the store's lookup,
+                # which may raise.
                 current = store.lookup
                 token = None if current == lookup else current(wanted)
             if token is None or token.revoked:

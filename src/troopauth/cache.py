@@ -68,12 +68,16 @@ class CachedStore(ClosingStore):
     The inner store must offer a feed (``subscribe``); one without is refused
     with `InvalidArgument`. ``close()`` closes the inner store too.
     ``cheap_lookup`` is False: a miss goes to the inner store, so the facade
-    keeps checking a value's checksum before the lookup.
+    checks a value's checksum before that. ``peek`` answers from memory only;
+    the facade's verify asks it first and checks the checksum only when it
+    finds nothing (a hit needs no check: only live values' records are here).
     """
 
     cheap_lookup = False
     #: The verify path (bound per instance, so the facade's verify binds it once).
     lookup: Callable[[bytes], TokenRecord | None]
+    #: Memory only: the record while the feed is healthy, else None.
+    peek: Callable[[bytes], TokenRecord | None]
 
     def __init__(
         self,
@@ -107,6 +111,7 @@ class CachedStore(ClosingStore):
         self._pid = os.getpid()
         self._sub: Subscription | None = None
         self.lookup = self._make_lookup()
+        self.peek = self._make_peek()
         record = getattr(store, "record_last_used", None)
         if callable(record):
             self.record_last_used: Callable[[Mapping[str, datetime]], None] = record
@@ -160,6 +165,21 @@ class CachedStore(ClosingStore):
             return slow(digest)
 
         return lookup
+
+    def _make_peek(self) -> Callable[[bytes], TokenRecord | None]:
+        get = self._entries.get
+        now = time.monotonic
+
+        def peek(digest: bytes) -> TokenRecord | None:
+            """The record in memory, while the feed is healthy; else None
+            (never the inner store): the facade's verify asks this first and
+            checks a value's checksum only when it finds nothing here."""
+            record = get(digest)
+            if record is not None and now() < self._fresh_until:
+                return record
+            return None
+
+        return peek
 
     def _read_through(self, digest: bytes) -> TokenRecord | None:
         """A miss, or a stale feed: ask the inner store; keep a hit if the
