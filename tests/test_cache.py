@@ -666,3 +666,26 @@ def test_the_sqlite_change_log_is_pruned(
             ).fetchone()
     assert newest >= 50
     assert count <= 10 + 4
+
+
+def test_web_glue_verifies_a_cached_store_inline(tmp_path: Path) -> None:
+    """The ASGI middleware and the MCP verifier run a cached store's lookup
+    inline (no worker thread), as a MemoryStore's; a plain SQL store's goes
+    to a thread."""
+    from troopauth.asgi import TroopAuthMiddleware
+    from troopauth.mcp import TroopTokenVerifier
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        """Nothing: only the middleware's choice is looked at."""
+
+    plain = SQLiteStore(tmp_path / "plain.db")
+    cache = CachedStore(SQLiteStore(tmp_path / "cached.db"))
+    try:
+        for store, offloads in ((plain, True), (cache, False), (MemoryStore(), False)):
+            auth = TroopAuth(store)
+            assert TroopAuthMiddleware(app, auth=auth).guard.offload is offloads
+            troop = make_account(auth).tid
+            assert TroopTokenVerifier(auth, troop)._offload is offloads
+    finally:
+        cache.close()
+        plain.close()

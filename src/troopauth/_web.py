@@ -265,9 +265,20 @@ def _resolve(target: Target, params: Mapping[str, Any]) -> str:
     return target if isinstance(target, str) else target(params)
 
 
+def answers_from_memory(store: object) -> bool:
+    """Whether a store's lookups are local (MemoryStore) or cached (a
+    CachedStore, whose hits never leave the process): the web glue then calls
+    verify inline, without a worker thread. A cached store's miss (a value
+    first seen, or one well formed but unknown) is one database read on the
+    event loop; pass ``offload=True`` to keep even those off it."""
+    return bool(getattr(store, "cheap_lookup", False)) or callable(
+        getattr(store, "peek", None)
+    )
+
+
 def _should_offload(auth: TroopAuth, offload: object) -> bool:
     if offload == "auto":
-        return not getattr(auth.store, "cheap_lookup", False)
+        return not answers_from_memory(auth.store)
     if isinstance(offload, bool):
         return offload
     raise InvalidArgument('offload must be "auto", True or False')

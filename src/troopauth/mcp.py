@@ -30,6 +30,7 @@ import logging
 import math
 
 from ._extras import missing_extra
+from ._web import answers_from_memory
 
 try:
     import anyio.to_thread
@@ -151,9 +152,7 @@ class TroopTokenVerifier:
         self._required = required
         self._resource = resource
         self._offload = (
-            not getattr(auth.store, "cheap_lookup", False)
-            if offload is None
-            else offload
+            not answers_from_memory(auth.store) if offload is None else offload
         )
 
     @property
