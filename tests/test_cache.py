@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -482,6 +484,92 @@ def test_a_killed_listener_never_lets_a_revoked_value_through(
     finally:
         cache.close()
         writer_store.close()
+
+
+def _cluster(action: str) -> None:
+    """Stop or start the machine's PostgreSQL cluster (Debian's tools)."""
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+        + (["-m", "fast"] if action == "stop" else []),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _cluster_answers(dsn: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_a_restarted_server_never_lets_a_stale_cache_answer(
+    postgres_dsn: str, postgres_schema: str, postgres_pool: Any
+) -> None:
+    """The PostgreSQL server stops under a running cache: once max_staleness
+    has passed, every verify raises StoreError (never an answer from the
+    stale cache); when the server is back, the cache heals and fills again.
+    (The server is started again in a ``finally``; the suite runs its tests
+    one at a time, so no other PostgreSQL test runs meanwhile.)"""
+    from troopauth.postgres import PostgresStore
+
+    if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("CI=true: this test needs Debian's pg_ctlcluster")
+        pytest.skip("needs the machine's own PostgreSQL cluster (pg_ctlcluster)")
+    PostgresStore(pool=postgres_pool, schema=postgres_schema).close()
+    empty_postgres_schema(postgres_pool, postgres_schema)
+    inner = PostgresStore(
+        postgres_dsn, schema=postgres_schema, min_size=0, max_size=2, timeout=2
+    )  # a short timeout: a verify while the server is down fails in seconds
+    cache = CachedStore(inner, max_staleness=STALENESS)
+    try:
+        eventually(lambda: cache.healthy, "the feed never became healthy")
+        auth = TroopAuth(cache)
+        setup = make_account(auth)
+        token, _ = issue(auth, setup.owner, setup.tid, grant("view"))
+        auth.verify(token.value, setup.tid, Permission.VIEW)
+        assert digest(token.value) in cache._entries
+        try:
+            _cluster("stop")
+            bound = time.monotonic() + STALENESS.total_seconds()
+            deadline = bound + PATIENCE
+            checked = 0
+            while checked < 3 and time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    auth.verify(token.value, setup.tid, Permission.VIEW)
+                except StoreError:
+                    answered = False
+                else:
+                    answered = True
+                if started >= bound:
+                    assert not answered, "a stale cache answered past max_staleness"
+                    checked += 1
+            assert checked > 0
+            assert not cache.healthy
+        finally:
+            _cluster("start")
+            eventually(lambda: _cluster_answers(postgres_dsn), "PostgreSQL is back")
+            postgres_pool.check()  # the session pool's connections died with it
+
+        def fills() -> bool:
+            try:
+                auth.verify(token.value, setup.tid, Permission.VIEW)
+            except StoreError:
+                return False
+            return cache.healthy and digest(token.value) in cache._entries
+
+        eventually(fills, "the cache never healed after the restart")
+    finally:
+        cache.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
