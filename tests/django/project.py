@@ -103,9 +103,8 @@ def settings_for(dbs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def configure(dbs: dict[str, dict[str, Any]]) -> None:
     """Configure Django for *dbs* in this process (once)."""
-    from django.conf import settings
-
     import django
+    from django.conf import settings
 
     if not settings.configured:
         settings.configure(**settings_for(dbs))

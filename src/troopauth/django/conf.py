@@ -32,6 +32,7 @@ from django.utils.module_loading import import_string
 from .._web import check_realm
 from ..auth import TroopAuth
 from ..errors import InvalidArgument
+from ._http import Gate
 
 __all__ = ["DEFAULTS", "get_auth", "troopauth_settings"]
 
@@ -93,6 +94,7 @@ class _Built:
     """The facade built from the settings (one per process), and its lock."""
 
     auth: TroopAuth | None = None
+    gate: Gate | None = None
     lock = threading.Lock()
 
 
@@ -125,10 +127,27 @@ def get_auth() -> TroopAuth:
         return _Built.auth
 
 
+def get_gate() -> Gate:
+    """The facade with the keyword and realm of the settings (internal: what
+    the DRF classes and the decorator use)."""
+    found = _Built.gate
+    if found is not None:
+        return found
+    auth = get_auth()
+    with _Built.lock:
+        if _Built.gate is None:
+            _Built.gate = Gate(
+                auth,
+                keyword=troopauth_settings.KEYWORD,
+                realm=troopauth_settings.REALM,
+            )
+        return _Built.gate
+
+
 def reset() -> None:
     """Forget the settings read and close the store built from them."""
     with _Built.lock:
-        old, _Built.auth = _Built.auth, None
+        old, _Built.auth, _Built.gate = _Built.auth, None, None
         troopauth_settings.reload()
     if old is not None:
         old.store.close()
