@@ -88,6 +88,7 @@ class Token(models.Model):
     prev_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = (("revoke_token", "Can revoke tokens (admin action)"),)
         indexes = (
             models.Index(
                 fields=["account", "expires_at"],
