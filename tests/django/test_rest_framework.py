@@ -3,6 +3,7 @@ the plain Django decorator with Django's test client."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -10,7 +11,7 @@ from typing import Any
 
 import attrs
 import pytest
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 from rest_framework.test import APIClient
 
 from troopauth import Grant, Permission, Scope, TroopAuth
@@ -259,6 +260,26 @@ class TestTroopTokenAuthentication:
             assert refused.headers["WWW-Authenticate"] == 'Token realm="kw"'
 
 
+class TestOtherPrincipals:
+    """HasTroopPermission judges a principal another class authenticated."""
+
+    def test_a_member_is_authorized_as_they_are_now(self, world: World) -> None:
+        """A member with EDIT on the key: 200; without it: 403; once her
+        grant is narrowed: 403."""
+        owner = world.auth.authenticate(world.pat)
+        account_id = owner.account_id
+        world.auth.add_member(owner, world.troop, "alice", EDIT_DEPLOY)
+        world.auth.add_member(owner, world.troop, "bob", VIEW_ALL)
+        client = APIClient()
+        url = f"/member/{world.troop}/keys/deploy/"
+        alice = client.get(url, HTTP_X_MEMBER=f"{account_id}/alice")
+        assert alice.status_code == 200
+        assert alice.json()["principal"] == "member:alice"
+        assert client.get(url, HTTP_X_MEMBER=f"{account_id}/bob").status_code == 403
+        world.auth.add_member(owner, world.troop, "alice", VIEW_ALL)
+        assert client.get(url, HTTP_X_MEMBER=f"{account_id}/alice").status_code == 403
+
+
 class TestRequireToken:
     """The plain Django decorator, with Django's test client."""
 
@@ -327,3 +348,19 @@ class TestRequireToken:
             assert response.headers["Cache-Control"] == "no-store"
         for value in (dead, world.viewer, world.stranger):
             never_shown(value, client.get(url, **bearer(value)), logged)
+
+    def test_async_views(self, world: World) -> None:
+        """An async view: 200 with the grant, 403 without, 401 without a
+        token (through Django's async test client)."""
+
+        async def run() -> list[int]:
+            client = AsyncClient()
+            url = f"/async/{world.troop}/keys/"
+            token = {"Authorization": f"Bearer {world.editor}"}
+            return [
+                (await client.get(url + "deploy/", headers=token)).status_code,
+                (await client.get(url + "other/", headers=token)).status_code,
+                (await client.get(url + "deploy/")).status_code,
+            ]
+
+        assert asyncio.run(run()) == [200, 403, 401]

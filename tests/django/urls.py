@@ -8,15 +8,18 @@ from typing import Any, ClassVar
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from troopauth import Permission
+from troopauth import Permission, Principal
+from troopauth.django import get_auth
 from troopauth.django.decorators import require_token
 from troopauth.django.rest_framework import (
     HasTroopPermission,
     TroopTokenAuthentication,
+    TroopUser,
 )
 
 
@@ -79,6 +82,33 @@ def plain_key(request: HttpRequest, troop: str, key: str) -> JsonResponse:
     return JsonResponse({"principal": principal.describe(), "key": key})
 
 
+@require_token(Permission.EDIT, key_kwarg="key")
+async def async_key(request: HttpRequest, troop: str, key: str) -> JsonResponse:
+    """An async Django view: EDIT on the key."""
+    principal: Any = request.troopauth_principal  # type: ignore[attr-defined]
+    return JsonResponse({"principal": principal.describe(), "key": key})
+
+
+class MemberAuthentication(BaseAuthentication):
+    """The host's own authentication: ``X-Member: <account>/<member>`` makes
+    the member's principal (a stand-in for a session login)."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Principal] | None:
+        """The member's principal, or None without the header."""
+        header = request.META.get("HTTP_X_MEMBER")
+        if not header:
+            return None
+        account_id, _, member_id = header.partition("/")
+        principal = get_auth().member(account_id, member_id)
+        return TroopUser(principal), principal
+
+
+class MemberKeyView(KeyView):
+    """EDIT on the key, for members authenticated by the host."""
+
+    authentication_classes = (MemberAuthentication,)
+
+
 @require_token(Permission.VIEW)
 def plain_troop(request: HttpRequest, troop: str) -> JsonResponse:
     """A plain Django view: VIEW on the troop (a troop-level action)."""
@@ -92,4 +122,6 @@ urlpatterns = [
     path("drf/<str:troop>/", TroopView.as_view()),
     path("plain/<str:troop>/keys/<str:key>/", plain_key),
     path("plain/<str:troop>/", plain_troop),
+    path("async/<str:troop>/keys/<str:key>/", async_key),
+    path("member/<str:troop>/keys/<str:key>/", MemberKeyView.as_view()),
 ]
