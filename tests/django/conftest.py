@@ -9,8 +9,10 @@ created and migrated on first use (and skipped without a server, except under
 from __future__ import annotations
 
 import gc
+import shutil
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,9 +84,11 @@ def _threads_connections() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _drop_postgres_database() -> Iterator[None]:
-    """At the end of the run: close Django's connections, drop the database."""
+    """At the end of the run: close Django's connections, drop the database
+    and remove the SQLite files."""
     yield
     connections.close_all()
+    shutil.rmtree(Path(DATABASES["default"]["NAME"]).parent, ignore_errors=True)
     if "postgres" in _migrated:
         import psycopg
 
