@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import override_settings
 
-from troopauth import InvalidArgument, MemoryStore, TroopAuth
+from troopauth import Grant, InvalidArgument, MemoryStore, TroopAuth
 from troopauth.django import get_auth, troopauth_settings
 from troopauth.django.store import DjangoStore
 from troopauth.store import AccountRecord
@@ -136,3 +137,32 @@ def test_creators_of_one_new_account_are_serialised(alias: str) -> None:
     assert len(seen) == 1
     assert seen[0] is not None
     assert seen[0].seats == 3
+
+
+@pytest.mark.parametrize("alias", ["default", "postgres"])
+def test_no_value_in_any_column(alias: str) -> None:
+    """After issue, rotate (with an overlap), member changes and a leak
+    report, no row of any troopauth table holds a token value, nor its
+    random part."""
+    empty(migrated(alias))
+    auth = TroopAuth(DjangoStore(using=alias))
+    acct = auth.create_account(seats=3, audit_log=True)
+    troop = auth.create_troop(acct.id, "t").id
+    pat = auth.issue_personal_token(acct.id).value
+    owner = auth.authenticate(pat)
+    first = auth.issue_token(owner, troop, Grant.full(), name="ci")
+    again = auth.rotate(owner, first.token_id, overlap=timedelta(hours=1))
+    auth.add_member(owner, troop, "alice", Grant.full())
+    other = auth.issue_token(owner, troop, Grant.full())
+    auth.report_leak(other.value)
+    values = [pat, first.value, again.value, other.value]
+    rows = [
+        repr(row)
+        for model in apps.get_app_config("troopauth").get_models()
+        for row in model.objects.using(alias).values_list()
+    ]
+    assert len(rows) > 10
+    text = "\n".join(rows)
+    for value in values:
+        assert value not in text
+        assert value[8:38] not in text
