@@ -61,6 +61,9 @@ def databases() -> dict[str, dict[str, Any]]:
             "PASSWORD": pg.get("password", ""),
             "HOST": pg.get("host", "127.0.0.1"),
             "PORT": str(pg.get("port", "5432")),
+            # prepared statements (docs/django.md recommends it without a
+            # transaction-pooling PgBouncer): the lookup's statement is prepared
+            "OPTIONS": {"prepare_threshold": 5},
         },
     }
 

@@ -255,6 +255,16 @@ class DjangoStore(ClosingStore):
             f"SELECT {columns} FROM {tokens} WHERE {quote('prev_digest')} = %s "
             f"AND NOT {quote('revoked')} LIMIT 1"
         )
+        driver: Any = connections[using]
+        self._server_cursor: Any = (
+            driver.Database.Cursor if driver.Database.__name__ == "psycopg" else None
+        )
+        # The driver's own placeholders: sqlite3 takes ?, psycopg %s.
+        self._lookup_raw = (
+            self._lookup_sql.replace("%s", "?")
+            if vendor == "sqlite"
+            else self._lookup_sql
+        )
         self._sqlite_lock_sql = (
             f"UPDATE {quote(m.Account._meta.db_table)} "  # noqa: S608 (names from the model)
             f"SET {quote('seats')} = {quote('seats')} WHERE {quote('id')} = %s"
@@ -273,14 +283,33 @@ class DjangoStore(ClosingStore):
 
     def _lookup(self, digest: bytes) -> TokenRecord | None:
         """The live token with this digest (or a kept previous one), or None:
-        one statement on the unique digest indexes."""
+        one statement on the unique digest indexes.
+
+        The hot path: on the driver's own connection (Django's, opened and
+        checked by Django), skipping the ORM's cursor wrapper.
+        """
         if self._is_closed:
             raise StoreError("the store is closed")
+        # Django's wrapper of this thread's connection (untyped: the driver's
+        # module and connection differ by backend).
+        connection: Any = connections[self._using]
         try:
-            with connections[self._using].cursor() as cursor:
-                cursor.execute(self._lookup_sql, (digest, digest))
-                row = cursor.fetchone()
-        except DatabaseError as exc:
+            connection.ensure_connection()
+            raw = connection.connection
+            if self._vendor == "sqlite":
+                row = raw.execute(self._lookup_raw, (digest, digest)).fetchone()
+            elif self._server_cursor is not None:
+                # psycopg 3: a cursor that binds on the server, so that the
+                # statement is prepared when the connection allows it
+                # (OPTIONS "prepare_threshold"); Django's own bind on the client.
+                with self._server_cursor(raw) as cur:
+                    args = (digest, digest)
+                    row = cur.execute(self._lookup_raw, args, prepare=True).fetchone()
+            else:  # psycopg2
+                with raw.cursor() as cur:
+                    cur.execute(self._lookup_raw, (digest, digest))
+                    row = cur.fetchone()
+        except (DatabaseError, connection.Database.Error) as exc:
             raise _failure("lookup", exc) from None
         return None if row is None else _token(row)
 
