@@ -1,0 +1,1 @@
+"""Tests of troopauth.django: the store under the kit, DRF, the decorator."""
