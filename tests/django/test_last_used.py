@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 from django.db import transaction as db_transaction
 
-from troopauth import Grant, Permission, Scope, TroopAuth
+from troopauth import Grant, Permission, Scope, StoreError, TroopAuth
 from troopauth.django.models import Token
 from troopauth.django.store import DjangoStore
 
@@ -123,3 +123,42 @@ def test_postgres_skips_a_row_a_change_holds() -> None:
     assert (stamps[held], stamps[free]) == (None, T0)
     DjangoStore(using=alias).record_last_used({held: T0})
     assert Token.objects.using(alias).get(pk=held).last_used_at == T0
+
+
+def test_a_broken_connection_is_let_go() -> None:
+    """In a thread that makes no request (as the facade's writer), a stamp on
+    a connection closed underneath Django fails with StoreError, and the next
+    stamp reconnects and lands."""
+    alias = migrated("default")
+    empty(alias)
+    auth = TroopAuth(DjangoStore(using=alias), last_used_interval=None)
+    acct = auth.create_account(seats=1)
+    owner = auth.authenticate(auth.issue_personal_token(acct.id).value)
+    troop = auth.create_troop(acct.id, "t").id
+    token_id = auth.issue_token(owner, troop, EDIT_DEPLOY).token_id
+    outcomes: list[object] = []
+
+    def writer() -> None:
+        store = DjangoStore(using=alias)
+        try:
+            store.record_last_used({token_id: T0})
+            connections[alias].connection.close()  # the driver's, underneath
+            try:
+                store.record_last_used({token_id: T0 + timedelta(seconds=1)})
+            except StoreError as exc:
+                outcomes.append(exc)
+            store.record_last_used({token_id: T0 + timedelta(seconds=2)})
+            outcomes.append("stamped")
+        except BaseException as exc:  # the main thread reports it
+            outcomes.append(exc)
+        finally:
+            connections[alias].close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join(60)
+    assert len(outcomes) == 2, outcomes
+    assert isinstance(outcomes[0], StoreError)
+    assert outcomes[1] == "stamped"
+    stamp = Token.objects.using(alias).get(pk=token_id).last_used_at
+    assert stamp == T0 + timedelta(seconds=2)

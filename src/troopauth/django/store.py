@@ -353,6 +353,8 @@ class DjangoStore(ClosingStore):
         comes with the next use): a stamp never delays nor deadlocks a change.
         SQLite: the first statement is the write, so it waits (busy timeout)
         for SQLite's one write lock like any change, and never upgrades a read.
+        After a database error the thread's connection is closed if it is
+        unusable (or past ``CONN_MAX_AGE``), so that the next stamp reconnects.
         """
         self._check_open()
         by_stamp: dict[datetime, list[str]] = {}
@@ -378,6 +380,12 @@ class DjangoStore(ClosingStore):
                             older = tokens.filter(pk__in=chunk)
                         older.update(last_used_at=at)
         except DatabaseError as exc:
+            # The facade's background thread makes no request, so nothing
+            # else would let go of a broken connection: drop it now, and the
+            # next stamp reconnects (never inside a caller's atomic block).
+            connection = connections[self._using]
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
             raise _failure("a last-use stamp", exc) from None
 
     def _check_open(self) -> None:
