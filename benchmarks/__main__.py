@@ -5,7 +5,8 @@ Sections: ``peers`` (verify against the floor, PyJWT, itsdangerous, casbin),
 (issue, rotate, revoke; several processes), ``middleware`` (ASGI overhead),
 ``listings`` (scope parsing, a troop's tokens listed and paged), ``fleet``
 (verify through CachedStore against MemoryStore; how soon a revoke in one
-process is refused by 4 others).
+process is refused by 4 others), ``django`` (a DRF view behind troopauth,
+django-rest-knox and djangorestframework-api-key, in a child process).
 Default: all of them. ``--quick`` runs each in seconds; ``--json PATH`` keeps
 every figure, ``--plot PATH`` draws the scale figure. ``benchmarks/README.md``
 says what each measures; ``python -m benchmarks.verify`` is the older verify
@@ -23,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from . import fleet, listings, middleware, peers, scale, writes
+from . import django_views, fleet, listings, middleware, peers, scale, writes
 from ._common import Phases, machine, print_machine, source_digest, table
 from .options import parse
 
@@ -34,6 +35,7 @@ _MODULES = {
     "middleware": middleware,
     "listings": listings,
     "fleet": fleet,
+    "django": django_views,
 }
 
 

@@ -10,7 +10,15 @@ import attrs
 from ._common import DEFAULT_SCHEMA, postgres_default
 
 #: The sections of ``python -m benchmarks``, in the order they run.
-SECTIONS = ("peers", "scale", "writes", "middleware", "listings", "fleet")
+SECTIONS = (
+    "peers",
+    "scale",
+    "writes",
+    "middleware",
+    "listings",
+    "fleet",
+    "django",
+)
 
 
 @attrs.frozen

@@ -71,6 +71,17 @@ def _schema_exists(schema: str) -> bool:
     return bool(row and row[0])
 
 
+def _databases_named(prefix: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+            (prefix,),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Every entry point, run at once in --quick mode; their outputs by name."""
@@ -141,6 +152,8 @@ class TestSuiteEntryPoint:
             "WRITES: operations per second, one process",
             "WRITES: issue_token from several processes at once",
             "MIDDLEWARE: an ASGI app called in-process",
+            "DJANGO: a DRF view called in-process, per request",
+            "Target: troopauth's DRF authentication + permission faster than both",
             "Phases (wall clock)",
         ],
     )
@@ -157,6 +170,7 @@ class TestSuiteEntryPoint:
             r"store\s+operation\s+batches\s+ops/s\s+min\.\.max\s+us/op",
             r"store\s+processes\s+accounts\s+issues\s+seconds\s+issues/s",
             r"application\s+requests/s\s+us/request\s+overhead us",
+            r"database\s+check\s+median us\s+min us\s+x troopauth",
         ],
     )
     def test_prints_each_table_header(self, runs: dict[str, Any], columns: str) -> None:
@@ -174,11 +188,38 @@ class TestSuiteEntryPoint:
         peers = stdout.split("PEERS:", 1)[1].split("SCALE:", 1)[0]
         assert re.search(rf"^{re.escape(name)}\s", peers, re.MULTILINE)
 
+    @pytest.mark.parametrize(
+        "name", ["DRF, no auth", "troopauth", "knox", "api-key", "DjangoStore verify"]
+    )
+    def test_django_table_names_every_check(
+        self, runs: dict[str, Any], name: str
+    ) -> None:
+        """The django table has a SQLite row for the bare view, troopauth,
+        each peer and the verify alone."""
+        stdout = _ok(runs["suite"]).stdout
+        django = stdout.split("DJANGO:", 1)[1].split("Phases (wall clock)", 1)[0]
+        assert re.search(rf"^SQLite\s+{re.escape(name)}\s", django, re.MULTILINE)
+
+    def test_django_json_holds_every_pass(self, runs: dict[str, Any]) -> None:
+        """The django figures come back from its child process: one pass per
+        repeat for each check."""
+        _ok(runs["suite"])
+        document = json.loads((runs["tmp"] / "suite.json").read_text())
+        rows = document["django"]["databases"]["SQLite"]
+        assert {r["check"] for r in rows} == {
+            "DRF, no auth",
+            "troopauth",
+            "knox",
+            "api-key",
+            "DjangoStore verify",
+        }
+        assert all(len(r["passes_ns"]) == document["django"]["repeats"] for r in rows)
+
     def test_json_holds_every_section(self, runs: dict[str, Any]) -> None:
         """--json writes the machine, the options and every section's figures."""
         _ok(runs["suite"])
         document = json.loads((runs["tmp"] / "suite.json").read_text())
-        sections = {"peers", "scale", "writes", "middleware", "listings"}
+        sections = {"peers", "scale", "writes", "middleware", "listings", "django"}
         assert {"machine", "options", *sections} <= set(document)
         assert {r["store"] for r in document["scale"]["rows"]} >= {
             "MemoryStore",
@@ -224,6 +265,16 @@ class TestSuitePostgres:
         document = json.loads((runs["tmp"] / "suite.json").read_text())
         rows = [r for r in document["scale"]["rows"] if r["store"] == "PostgresStore"]
         assert rows[-1]["round_trips_per_verify"] == 1.0
+
+    def test_django_runs_on_postgres_and_drops_its_database(
+        self, runs: dict[str, Any]
+    ) -> None:
+        """The django section measures PostgreSQL too, in a database of its
+        own that is gone when the run ends."""
+        _ok(runs["suite"])
+        document = json.loads((runs["tmp"] / "suite.json").read_text())
+        assert "PostgreSQL" in document["django"]["databases"]
+        assert not _databases_named(f"{runs['schema']}_django_")
 
     def test_drops_its_schema(self, runs: dict[str, Any]) -> None:
         """The benchmark schema is gone when the run ends."""
@@ -276,6 +327,7 @@ class TestSectionChoice:
         assert "SCALE:" not in stdout
         assert "WRITES:" not in stdout
         assert "LISTINGS:" not in stdout
+        assert "DJANGO:" not in stdout
 
     def test_unknown_section_is_a_usage_error(self, runs: dict[str, Any]) -> None:
         """An unknown section name exits with status 2 and names the choices."""

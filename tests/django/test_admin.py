@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import attrs
 import pytest
 from django.contrib.auth.models import Permission as DjangoPermission
@@ -169,3 +171,17 @@ def staff_with_revoke() -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+class TestLastUsedColumn:
+    """The token list shows when each token was last used."""
+
+    def test_token_list_shows_last_used(self, shop: Shop) -> None:
+        """The changelist has a "last used at" column; a stamped token shows
+        its date there."""
+        client = staff(superuser=True)
+        assert "Last used at" in client.get(CHANGELIST).content.decode()
+        when = datetime(2026, 3, 14, 15, 9, tzinfo=UTC)
+        get_auth().store.record_last_used({shop.token_id: when})  # type: ignore[attr-defined]
+        text = client.get(CHANGELIST).content.decode()
+        assert "March 14, 2026, 3:09 p.m." in text

@@ -74,7 +74,7 @@ def _owner(account_id: str) -> Principal | None:
 
 @admin.register(m.Token)
 class TokenAdmin(_ReadOnly):
-    """Tokens: name, hint, grants, expiry, state; never a digest."""
+    """Tokens: name, hint, grants, expiry, last use, state; never a digest."""
 
     list_display = (
         "id",
@@ -85,6 +85,7 @@ class TokenAdmin(_ReadOnly):
         "grants_text",
         "created_at",
         "expires_at",
+        "last_used_at",
         "revoked",
         "seated",
     )
@@ -99,6 +100,7 @@ class TokenAdmin(_ReadOnly):
         "grants_text",
         "created_at",
         "expires_at",
+        "last_used_at",
         "revoked",
         "seated",
         "generation",

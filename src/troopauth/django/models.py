@@ -86,6 +86,9 @@ class Token(models.Model):
     generation = models.IntegerField(default=0)
     prev_digest = models.BinaryField(unique=True, null=True, blank=True)
     prev_expires_at = models.DateTimeField(null=True, blank=True)
+    #: When the token was last used, to within the facade's interval: written
+    #: by ``DjangoStore.record_last_used`` only (never by ``put_token``).
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = (("revoke_token", "Can revoke tokens (admin action)"),)

@@ -66,6 +66,8 @@ __all__ = ["DjangoStore"]
 SUPPORTED_VENDORS: Final = frozenset({"sqlite", "postgresql"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Token ids per statement of a last-use stamp (under SQLite's variable limit).
+_STAMP_BATCH: Final = 500
 _MICROSECOND = timedelta(microseconds=1)
 
 #: A token row's columns, in the order `_token` reads them.
@@ -84,6 +86,8 @@ _TOKEN_FIELDS: Final = (
     "generation",
     "prev_digest",
     "prev_expires_at",
+    # written by record_last_used only, never by put_token
+    "last_used_at",
 )
 _ACCOUNT_FIELDS: Final = (
     "id",
@@ -163,6 +167,7 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         generation=row[11],
         prev_digest=None if row[12] is None else bytes(row[12]),
         prev_expires_at=_opt_dt(row[13]),
+        last_used_at=_opt_dt(row[14]),
     )
 
 
@@ -338,6 +343,50 @@ class DjangoStore(ClosingStore):
             )
         except DatabaseError as exc:
             raise _failure("lookup", exc) from None
+
+    def record_last_used(self, stamps: Mapping[str, datetime]) -> None:
+        """Stamp tokens' last use, never backwards (ids that are gone are
+        skipped), in one short transaction of its own, outside any account's.
+
+        PostgreSQL: the rows to stamp are locked ``FOR UPDATE SKIP LOCKED``
+        first, so a row a change holds is skipped, not waited for (its stamp
+        comes with the next use): a stamp never delays nor deadlocks a change.
+        SQLite: the first statement is the write, so it waits (busy timeout)
+        for SQLite's one write lock like any change, and never upgrades a read.
+        After a database error the thread's connection is closed if it is
+        unusable (or past ``CONN_MAX_AGE``), so that the next stamp reconnects.
+        """
+        self._check_open()
+        by_stamp: dict[datetime, list[str]] = {}
+        for token_id, at in stamps.items():
+            by_stamp.setdefault(at, []).append(token_id)
+        tokens = m.Token.objects.using(self._using)
+        try:
+            with db_transaction.atomic(using=self._using):
+                for at, ids in sorted(by_stamp.items()):
+                    for start in range(0, len(ids), _STAMP_BATCH):
+                        chunk = sorted(ids[start : start + _STAMP_BATCH])
+                        older = tokens.filter(pk__in=chunk).filter(
+                            Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)
+                        )
+                        if self._vendor == "postgresql":
+                            chunk = list(
+                                older.select_for_update(skip_locked=True)
+                                .order_by("pk")
+                                .values_list("pk", flat=True)
+                            )
+                            if not chunk:
+                                continue
+                            older = tokens.filter(pk__in=chunk)
+                        older.update(last_used_at=at)
+        except DatabaseError as exc:
+            # The facade's background thread makes no request, so nothing
+            # else would let go of a broken connection: drop it now, and the
+            # next stamp reconnects (never inside a caller's atomic block).
+            connection = connections[self._using]
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+            raise _failure("a last-use stamp", exc) from None
 
     def _check_open(self) -> None:
         if self._is_closed:
