@@ -6,7 +6,7 @@ import threading
 from bisect import bisect_right, insort
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import attrs
 
@@ -18,6 +18,7 @@ from .store import (
     MemberRecord,
     TokenRecord,
     TroopRecord,
+    epoch_micros,
 )
 
 __all__ = ["MemoryStore"]
@@ -26,9 +27,6 @@ __all__ = ["MemoryStore"]
 def _closed(_: bytes) -> TokenRecord | None:
     raise StoreError("the store is closed")
 
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 #: A token's place in a troop's listing: its age in whole microseconds (exact,
 #: unlike a float timestamp), then its id.
@@ -44,7 +42,7 @@ def _digests(token: TokenRecord) -> tuple[bytes, ...]:
 
 def age_key(created_at: datetime, token_id: str) -> _AgeKey:
     """The ``(created_at, id)`` order as a key that compares fast and exactly."""
-    return (created_at - _EPOCH) // _MICROSECOND, token_id
+    return epoch_micros(created_at), token_id
 
 
 class MemoryStore(ClosingStore):

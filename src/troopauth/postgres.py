@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -54,6 +54,7 @@ from .permission import Permission
 from .scope import Scope
 from .serialization import converter
 from .store import (
+    MICROSECOND,
     AccountRecord,
     ClosingStore,
     FeedListener,
@@ -336,8 +337,6 @@ def _load_grants(data: Mapping[str, list[Any]]) -> dict[str, Grant]:
     return {t: _grant(bits, scope) for t, (bits, scope) in data.items()}
 
 
-_MICROSECOND = timedelta(microseconds=1)
-
 #: Earlier than any token's creation: the start of a troop's first page.
 _BEFORE_ALL = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -378,7 +377,7 @@ def _account(row: tuple[Any, ...]) -> AccountRecord:
         personal_token_id=row[5],
         audit_seq=row[6],
         audit_head=row[7],
-        max_token_lifetime=None if row[8] is None else row[8] * _MICROSECOND,
+        max_token_lifetime=None if row[8] is None else row[8] * MICROSECOND,
         require_expiry=row[9],
     )
 
@@ -908,7 +907,7 @@ class _PostgresTransaction:
                 record.audit_head,
                 None
                 if record.max_token_lifetime is None
-                else record.max_token_lifetime // _MICROSECOND,
+                else record.max_token_lifetime // MICROSECOND,
                 record.require_expiry,
             ),
         )

@@ -18,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -29,12 +29,15 @@ from .permission import Permission
 from .scope import Scope
 from .serialization import converter
 from .store import (
+    MICROSECOND,
     AccountRecord,
     ClosingStore,
     FeedListener,
     MemberRecord,
     TokenRecord,
     TroopRecord,
+    epoch_micros,
+    from_epoch_micros,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -184,7 +187,7 @@ def _fill_schema_3(conn: sqlite3.Connection) -> None:
     conn.executemany(
         "INSERT INTO attachments VALUES (?, ?, ?)",
         [
-            (troop_id, token_id, _age(_fromiso(created_at)))
+            (troop_id, token_id, epoch_micros(_fromiso(created_at)))
             for token_id, created_at, grants in rows
             for troop_id in json.loads(grants)
         ],
@@ -204,14 +207,6 @@ def _fill_schema_3(conn: sqlite3.Connection) -> None:
 _MIGRATION_STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     3: _fill_schema_3,
 }
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _age(created_at: datetime) -> int:
-    """A token's age key: whole microseconds since the epoch (exact)."""
-    return (created_at - _EPOCH) // _MICROSECOND
 
 
 _ROW_COLUMNS = (
@@ -273,7 +268,7 @@ def _token(row: tuple[Any, ...]) -> TokenRecord:
         generation=row[11],
         prev_digest=row[12],
         prev_expires_at=None if row[13] is None else _fromiso(row[13]),
-        last_used_at=None if row[14] is None else _EPOCH + row[14] * _MICROSECOND,
+        last_used_at=None if row[14] is None else from_epoch_micros(row[14]),
     )
 
 
@@ -530,7 +525,10 @@ class SQLiteStore(ClosingStore):
 
     def record_last_used(self, stamps: Mapping[str, datetime]) -> None:
         """Stamp tokens' last use (never backwards) in one short transaction."""
-        rows = [(_age(at), token_id, _age(at)) for token_id, at in stamps.items()]
+        rows = [
+            (epoch_micros(at), token_id, epoch_micros(at))
+            for token_id, at in stamps.items()
+        ]
         pair = self._take()
         conn = pair[0]
         try:
@@ -761,7 +759,7 @@ class _SQLiteTransaction:
             personal_token_id=row[5],
             audit_seq=row[6],
             audit_head=row[7],
-            max_token_lifetime=None if row[8] is None else row[8] * _MICROSECOND,
+            max_token_lifetime=None if row[8] is None else row[8] * MICROSECOND,
             require_expiry=row[9] == 1,
         )
 
@@ -818,7 +816,7 @@ class _SQLiteTransaction:
         limit: int | None = None,
     ) -> list[TokenRecord]:
         after_us, after_id = (
-            (-(1 << 62), "") if after is None else (_age(after[0]), after[1])
+            (-(1 << 62), "") if after is None else (epoch_micros(after[0]), after[1])
         )
         rows = self._c.execute(
             _ATTACHED,
@@ -888,7 +886,7 @@ class _SQLiteTransaction:
                 record.personal_token_id,
                 record.audit_seq,
                 record.audit_head,
-                None if lifetime is None else lifetime // _MICROSECOND,
+                None if lifetime is None else lifetime // MICROSECOND,
                 int(record.require_expiry),
             ),
         )
@@ -952,7 +950,7 @@ class _SQLiteTransaction:
             "DELETE FROM attachments WHERE troop_id = ? AND token_id = ?",
             [(t, record.id) for t in old_troops - new_troops],
         )
-        age = _age(record.created_at)
+        age = epoch_micros(record.created_at)
         self._c.executemany(
             "INSERT INTO attachments VALUES (?, ?, ?)",
             [(t, record.id, age) for t in new_troops - old_troops],

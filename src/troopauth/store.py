@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Protocol, Self
 
@@ -21,6 +21,7 @@ from .models import Account, AuditEvent, Kind, Principal, TokenInfo, Troop
 
 __all__ = [
     "GENESIS",
+    "MICROSECOND",
     "NO_GRANTS",
     "AccountRecord",
     "ChangeFeed",
@@ -33,10 +34,30 @@ __all__ = [
     "TokenRecord",
     "Transaction",
     "TroopRecord",
+    "epoch_micros",
+    "from_epoch_micros",
 ]
 
 #: The ``prev`` hash of the first event of every audit log.
 GENESIS = "0" * 64
+
+#: One microsecond: stores keep durations (a policy's lifetime) as whole
+#: microseconds.
+MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(at: datetime) -> int:
+    """*at* as whole microseconds since the epoch: exact, unlike a float
+    timestamp, so stores order a troop's tokens by age and compare last-use
+    stamps with it."""
+    return (at - _EPOCH) // MICROSECOND
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    """The UTC datetime :func:`epoch_micros` made *micros* from."""
+    return _EPOCH + micros * MICROSECOND
+
 
 #: The grants of a token or member that holds none.
 NO_GRANTS: Mapping[str, Grant] = MappingProxyType({})

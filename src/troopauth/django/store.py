@@ -34,7 +34,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -52,11 +52,13 @@ from ..permission import Permission
 from ..scope import Scope
 from ..serialization import converter
 from ..store import (
+    MICROSECOND,
     AccountRecord,
     ClosingStore,
     MemberRecord,
     TokenRecord,
     TroopRecord,
+    epoch_micros,
 )
 from . import models as m
 
@@ -65,10 +67,8 @@ __all__ = ["DjangoStore"]
 #: The database backends whose locking DjangoStore knows.
 SUPPORTED_VENDORS: Final = frozenset({"sqlite", "postgresql"})
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Token ids per statement of a last-use stamp (under SQLite's variable limit).
 _STAMP_BATCH: Final = 500
-_MICROSECOND = timedelta(microseconds=1)
 
 #: A token row's columns, in the order `_token` reads them.
 _TOKEN_FIELDS: Final = (
@@ -109,11 +109,6 @@ _TROOP_FIELDS: Final = (
     "audit_seq",
     "audit_head",
 )
-
-
-def _age(created_at: datetime) -> int:
-    """A token's age key: whole microseconds since the epoch (exact)."""
-    return (created_at - _EPOCH) // _MICROSECOND
 
 
 def _dt(value: Any) -> datetime:
@@ -181,7 +176,7 @@ def _account(row: tuple[Any, ...]) -> AccountRecord:
         personal_token_id=row[5],
         audit_seq=row[6],
         audit_head=row[7],
-        max_token_lifetime=None if row[8] is None else row[8] * _MICROSECOND,
+        max_token_lifetime=None if row[8] is None else row[8] * MICROSECOND,
         require_expiry=bool(row[9]),
     )
 
@@ -523,7 +518,7 @@ class _DjangoTransaction:
             troop_id=troop_id, token__account_id=self.account_id
         )
         if after is not None:
-            age, after_id = _age(after[0]), after[1]
+            age, after_id = epoch_micros(after[0]), after[1]
             # The first conjunct bounds the index range; the second is exact.
             query = query.filter(created_us__gte=age).filter(
                 Q(created_us__gt=age) | Q(token_id__gt=after_id)
@@ -585,7 +580,7 @@ class _DjangoTransaction:
             "audit_head": record.audit_head,
             "max_lifetime_us": None
             if record.max_token_lifetime is None
-            else record.max_token_lifetime // _MICROSECOND,
+            else record.max_token_lifetime // MICROSECOND,
             "require_expiry": record.require_expiry,
         }
         accounts = m.Account.objects.using(self._using)
@@ -655,7 +650,7 @@ class _DjangoTransaction:
                 token_id=record.id, troop_id__in=sorted(before - troops)
             ).delete()
         if troops - before:
-            age = _age(record.created_at)
+            age = epoch_micros(record.created_at)
             attachments.bulk_create(
                 m.Attachment(troop_id=t, token_id=record.id, created_us=age)
                 for t in sorted(troops - before)

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..asgi import MALFORMED, parse_authorization
+from .._web import MALFORMED, challenge, parse_authorization
 from ..auth import TroopAuth
 from ..errors import AccessDenied, InvalidToken, NotFound, TroopAuthError
 from ..models import Kind, Principal, TokenInfo
@@ -109,11 +109,10 @@ class Api:
         self.actor_hook = actor_hook
         self.max_body = max_body
         self.seats_writable = seats_writable
-        prefix = f'Bearer realm="{realm}"' if realm else "Bearer"
-        self._missing = prefix
-        sep = ", " if realm else " "
-        self._invalid = f'{prefix}{sep}error="invalid_token"'
-        self._denied = f'{prefix}{sep}error="insufficient_scope"'
+        # The same RFC 6750 challenges as the middleware's.
+        self._missing = challenge(realm, None)
+        self._invalid = challenge(realm, "invalid_token")
+        self._denied = challenge(realm, "insufficient_scope")
 
     # -- who is asking ---------------------------------------------------------
 
